@@ -1,0 +1,11 @@
+/* meerkat — Mongoose for C. Umbrella header. */
+#ifndef MEERKAT_H
+#define MEERKAT_H
+
+#include <meerkat/error.h>
+#include <meerkat/json.h>
+#include <meerkat/engine.h>
+
+#define MEERKAT_VERSION "0.1.0"
+
+#endif

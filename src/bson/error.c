@@ -1,0 +1,89 @@
+/* Error reporting shared by every layer. */
+#include <meerkat/error.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    int code;
+    const char *name;
+} code_names[] = {
+    {MK_CODE_INTERNAL, "InternalError"},
+    {MK_CODE_BAD_VALUE, "BadValue"},
+    {MK_CODE_NO_SUCH_KEY, "NoSuchKey"},
+    {MK_CODE_STORAGE, "UnknownError"},
+    {MK_CODE_FAILED_TO_PARSE, "FailedToParse"},
+    {MK_CODE_TYPE_MISMATCH, "TypeMismatch"},
+    {MK_CODE_OVERFLOW, "Overflow"},
+    {MK_CODE_ILLEGAL_OPERATION, "IllegalOperation"},
+    {MK_CODE_INVALID_BSON, "InvalidBSON"},
+    {MK_CODE_NAMESPACE_NOT_FOUND, "NamespaceNotFound"},
+    {MK_CODE_PATH_NOT_VIABLE, "PathNotViable"},
+    {MK_CODE_CONFLICTING_UPDATE_OPERATORS, "ConflictingUpdateOperators"},
+    {MK_CODE_CURSOR_NOT_FOUND, "CursorNotFound"},
+    {MK_CODE_NAMESPACE_EXISTS, "NamespaceExists"},
+    {MK_CODE_MAX_TIME_MS_EXPIRED, "MaxTimeMSExpired"},
+    {MK_CODE_DOLLAR_PREFIXED_FIELD_NAME, "DollarPrefixedFieldName"},
+    {MK_CODE_INVALID_ID_FIELD, "InvalidIdField"},
+    {MK_CODE_NOT_SINGLE_VALUE_FIELD, "NotSingleValueField"},
+    {MK_CODE_EMPTY_FIELD_NAME, "EmptyFieldName"},
+    {MK_CODE_COMMAND_NOT_FOUND, "CommandNotFound"},
+    {MK_CODE_IMMUTABLE_FIELD, "ImmutableField"},
+    {MK_CODE_INVALID_OPTIONS, "InvalidOptions"},
+    {MK_CODE_INVALID_NAMESPACE, "InvalidNamespace"},
+    {MK_CODE_WRITE_CONFLICT, "WriteConflict"},
+    {MK_CODE_NO_SUCH_TRANSACTION, "NoSuchTransaction"},
+    {MK_CODE_NO_QUERY_EXECUTION_PLANS, "NoQueryExecutionPlans"},
+    {MK_CODE_BSON_OBJECT_TOO_LARGE, "BSONObjectTooLarge"},
+    {MK_CODE_DUPLICATE_KEY, "DuplicateKey"},
+};
+
+const char *mk_error_code_name(int code)
+{
+    for (size_t i = 0; i < sizeof code_names / sizeof code_names[0]; i++)
+        if (code_names[i].code == code) return code_names[i].name;
+    return code > 0 ? "Location" : "UnknownError";
+}
+
+static void vset(mk_error_t *err, int code, const char *kind, const char *fmt, va_list ap)
+{
+    err->code = code;
+    snprintf(err->kind, sizeof err->kind, "%s", kind ? kind : mk_error_code_name(code));
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+}
+
+int mk_error_set(mk_error_t *err, int code, const char *kind, const char *fmt, ...)
+{
+    if (!err) return MK_ERR;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(err, code, kind, fmt, ap);
+    va_end(ap);
+    return MK_ERR;
+}
+
+int mk_error_setc(mk_error_t *err, int code, const char *fmt, ...)
+{
+    if (!err) return MK_ERR;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(err, code, NULL, fmt, ap);
+    va_end(ap);
+    return MK_ERR;
+}
+
+int mk_error_nomem(mk_error_t *err)
+{
+    if (err) {
+        err->code = MK_CODE_INTERNAL;
+        snprintf(err->kind, sizeof err->kind, "%s", "OutOfMemory");
+        snprintf(err->message, sizeof err->message, "%s", "out of memory");
+    }
+    return MK_ENOMEM;
+}
+
+void mk_error_clear(mk_error_t *err)
+{
+    if (err) memset(err, 0, sizeof *err);
+}

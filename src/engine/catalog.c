@@ -1,0 +1,276 @@
+/* The catalog: which collections exist, their ids and options.
+ *
+ * Stored in the LMDB sub-database "catalog": key "c:<db>.<coll>" -> BSON
+ * { ns, id, options, uuid }, and "m:next_id" -> { v: <next collection id> }. Each collection's
+ * records live in the sub-database "r<id>". A cache of mk_coll_t entries keeps the DBI handles;
+ * entries made or dropped by an open transaction are visible only to it until it commits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+int mk_check_db_name(const char *db, mk_error_t *err)
+{
+    size_t n = db ? strlen(db) : 0;
+    if (n == 0) return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "database name cannot be empty");
+    if (n >= 64)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "db name is too long: '%s'", db);
+    if (strpbrk(db, "/\\. \"$*<>:|?"))
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Invalid database name: '%s' contains an invalid character", db);
+    return MK_OK;
+}
+
+int mk_check_coll_name(const char *coll, mk_error_t *err)
+{
+    size_t n = coll ? strlen(coll) : 0;
+    if (n == 0)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Invalid namespace specified: collection name cannot be empty");
+    if (n > 200)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Fully qualified namespace is too long: '%s'", coll);
+    if (strchr(coll, '$'))
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Invalid collection name: '%s' contains '$'", coll);
+    if (coll[0] == '.' || coll[n - 1] == '.')
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Invalid collection name: '%s'", coll);
+    if (strncmp(coll, "system.", 7) == 0)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Invalid collection name: '%s': system collections are reserved",
+                             coll);
+    return MK_OK;
+}
+
+static bool visible(const mk_coll_t *c, MDB_txn *txn)
+{
+    if (c->created_by && c->created_by != txn) return false;
+    if (c->dropped_by && c->dropped_by == txn) return false;
+    return true;
+}
+
+static mk_coll_t *cache_find(mk_engine_t *eng, const char *ns, MDB_txn *txn)
+{
+    for (mk_coll_t *c = eng->colls; c; c = c->next)
+        if (strcmp(c->ns, ns) == 0 && visible(c, txn)) return c;
+    return NULL;
+}
+
+static int make_ns(const char *db, const char *coll, char *ns, size_t cap, mk_error_t *err)
+{
+    if (mk_check_db_name(db, err) != MK_OK) return MK_ERR;
+    if (mk_check_coll_name(coll, err) != MK_OK) return MK_ERR;
+    if ((size_t)snprintf(ns, cap, "%s.%s", db, coll) >= cap)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
+                             "Fully qualified namespace is too long: '%s.%s'", db, coll);
+    return MK_OK;
+}
+
+static int open_records(MDB_txn *txn, uint64_t id, unsigned flags, MDB_dbi *dbi, mk_error_t *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "r%llu", (unsigned long long)id);
+    int rc = mdb_dbi_open(txn, name, flags, dbi);
+    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+    return MK_OK;
+}
+
+static mk_coll_t *cache_add(mk_engine_t *eng, const char *ns, size_t db_len, uint64_t id,
+                            MDB_dbi dbi, MDB_txn *created_by)
+{
+    mk_coll_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->ns = strdup(ns))) {
+        free(c);
+        return NULL;
+    }
+    c->db_len = db_len;
+    c->id = id;
+    c->dbi = dbi;
+    c->created_by = created_by;
+    c->next = eng->colls;
+    eng->colls = c;
+    return c;
+}
+
+int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
+                 mk_coll_t **out, mk_error_t *err)
+{
+    char ns[256];
+    *out = NULL;
+    if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
+    pthread_mutex_lock(&eng->lock);
+    mk_coll_t *c = cache_find(eng, ns, txn);
+    pthread_mutex_unlock(&eng->lock);
+    if (c) {
+        *out = c;
+        return MK_OK;
+    }
+    /* Not cached: created by another process or before this open. */
+    char key[260];
+    int klen = snprintf(key, sizeof key, "c:%s", ns);
+    MDB_val k = {(size_t)klen, key}, v;
+    int rc = mdb_get(txn, eng->catalog, &k, &v);
+    if (rc == MDB_NOTFOUND) return MK_OK;
+    if (rc != 0) return mk_lmdb_error(rc, err, "reading the catalog");
+    bson_t entry;
+    bson_iter_t it;
+    if (!bson_init_static(&entry, v.mv_data, v.mv_size) || !bson_iter_init_find(&it, &entry, "id"))
+        return mk_error_setc(err, MK_CODE_STORAGE, "corrupt catalog entry for %s", ns);
+    uint64_t id = (uint64_t)bson_iter_as_int64(&it);
+    /* A handle opened in a transaction is private to it until it commits, and the pooled read
+     * transactions are reset, never committed: open committed collections in a short read
+     * transaction of their own, committed at once, so the handle is shared from then on. */
+    MDB_txn *otx;
+    rc = mdb_txn_begin(eng->env, NULL, MDB_RDONLY, &otx);
+    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+    MDB_dbi dbi;
+    if (open_records(otx, id, 0, &dbi, err) != MK_OK) {
+        mdb_txn_abort(otx);
+        return MK_ERR;
+    }
+    rc = mdb_txn_commit(otx);
+    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+    pthread_mutex_lock(&eng->lock);
+    c = cache_find(eng, ns, txn);
+    if (!c) c = cache_add(eng, ns, strlen(db), id, dbi, NULL);
+    pthread_mutex_unlock(&eng->lock);
+    if (!c) return mk_error_nomem(err);
+    *out = c;
+    return MK_OK;
+}
+
+static int next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err)
+{
+    MDB_val k = {9, "m:next_id"}, v;
+    uint64_t n = 1;
+    int rc = mdb_get(txn, eng->catalog, &k, &v);
+    if (rc == 0 && v.mv_size == 8) memcpy(&n, v.mv_data, 8);
+    else if (rc != 0 && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "reading the catalog");
+    *id = n;
+    n++;
+    v.mv_size = 8;
+    v.mv_data = &n;
+    rc = mdb_put(txn, eng->catalog, &k, &v, 0);
+    if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
+    return MK_OK;
+}
+
+int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
+                   const bson_t *options, mk_coll_t **out, bool *created, mk_error_t *err)
+{
+    if (created) *created = false;
+    int rc = mk_coll_find(eng, txn, db, coll, out, err);
+    if (rc != MK_OK || *out) return rc;
+    char ns[256];
+    if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
+    uint64_t id;
+    if ((rc = next_id(eng, txn, &id, err)) != MK_OK) return rc;
+    MDB_dbi dbi;
+    if ((rc = open_records(txn, id, MDB_CREATE, &dbi, err)) != MK_OK) return rc;
+
+    bson_t entry = BSON_INITIALIZER, empty = BSON_INITIALIZER;
+    uint8_t uuid[16];
+    bson_oid_t rnd;
+    bson_oid_init(&rnd, NULL);
+    memcpy(uuid, rnd.bytes, 12);
+    memcpy(uuid + 12, &id, 4);
+    uuid[6] = (uint8_t)((uuid[6] & 0x0F) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3F) | 0x80);
+    BSON_APPEND_UTF8(&entry, "ns", ns);
+    BSON_APPEND_INT64(&entry, "id", (int64_t)id);
+    BSON_APPEND_DOCUMENT(&entry, "options", options ? options : &empty);
+    bson_append_binary(&entry, "uuid", 4, BSON_SUBTYPE_UUID, uuid, 16);
+    char key[260];
+    int klen = snprintf(key, sizeof key, "c:%s", ns);
+    MDB_val k = {(size_t)klen, key}, v = {entry.len, (void *)bson_get_data(&entry)};
+    rc = mdb_put(txn, eng->catalog, &k, &v, 0);
+    bson_destroy(&entry);
+    if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
+
+    pthread_mutex_lock(&eng->lock);
+    mk_coll_t *c = cache_add(eng, ns, strlen(db), id, dbi, txn);
+    pthread_mutex_unlock(&eng->lock);
+    if (!c) return mk_error_nomem(err);
+    *out = c;
+    if (created) *created = true;
+    return MK_OK;
+}
+
+int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err)
+{
+    char key[260];
+    int klen = snprintf(key, sizeof key, "c:%s", c->ns);
+    MDB_val k = {(size_t)klen, key};
+    int rc = mdb_del(txn, eng->catalog, &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "writing the catalog");
+    /* Delete the table; LMDB closes the handle when the transaction commits. */
+    rc = mdb_drop(txn, c->dbi, 1);
+    if (rc != 0) return mk_lmdb_error(rc, err, "dropping a collection");
+    pthread_mutex_lock(&eng->lock);
+    c->dropped_by = txn;
+    pthread_mutex_unlock(&eng->lock);
+    return MK_OK;
+}
+
+int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn,
+                    void *ud, mk_error_t *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, eng->catalog, &cur);
+    if (rc != 0) return mk_lmdb_error(rc, err, "reading the catalog");
+    char prefix[80];
+    int plen = db ? snprintf(prefix, sizeof prefix, "c:%s.", db) : snprintf(prefix, sizeof prefix, "c:");
+    MDB_val k = {(size_t)plen, prefix}, v;
+    int result = MK_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < (size_t)plen || memcmp(k.mv_data, prefix, (size_t)plen) != 0) break;
+        char ns[256];
+        size_t n = k.mv_size - 2 < sizeof ns - 1 ? k.mv_size - 2 : sizeof ns - 1;
+        memcpy(ns, (char *)k.mv_data + 2, n);
+        ns[n] = 0;
+        bson_t entry;
+        if (!bson_init_static(&entry, v.mv_data, v.mv_size)) continue;
+        if ((result = fn(ud, ns, &entry)) != MK_OK) break;
+    }
+    mdb_cursor_close(cur);
+    if (result == MK_OK && rc != 0 && rc != MDB_NOTFOUND)
+        return mk_lmdb_error(rc, err, "reading the catalog");
+    return result;
+}
+
+void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn)
+{
+    pthread_mutex_lock(&eng->lock);
+    for (mk_coll_t **pp = &eng->colls; *pp;) {
+        mk_coll_t *c = *pp;
+        if (c->dropped_by == txn) c->dropped_by = NULL;
+        if (c->created_by == txn) {
+            *pp = c->next;
+            free(c->ns);
+            free(c);
+            continue;
+        }
+        pp = &c->next;
+    }
+    pthread_mutex_unlock(&eng->lock);
+}
+
+void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn)
+{
+    pthread_mutex_lock(&eng->lock);
+    for (mk_coll_t **pp = &eng->colls; *pp;) {
+        mk_coll_t *c = *pp;
+        if (c->created_by == txn) c->created_by = NULL;
+        if (c->dropped_by == txn) {
+            *pp = c->next;
+            free(c->ns);
+            free(c);
+            continue;
+        }
+        pp = &c->next;
+    }
+    pthread_mutex_unlock(&eng->lock);
+}

@@ -1,0 +1,244 @@
+/* Command dispatch and the helpers every command shares. */
+#include "engine/command.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine/cursor.h"
+
+static const struct {
+    const char *name;
+    mk_cmd_fn fn;
+} commands[] = {
+    {"find", mk_cmd_find},
+    {"getMore", mk_cmd_get_more},
+    {"insert", mk_cmd_insert},
+    {"update", mk_cmd_update},
+    {"delete", mk_cmd_delete},
+    {"findAndModify", mk_cmd_find_and_modify},
+    {"findandmodify", mk_cmd_find_and_modify},
+    {"killCursors", mk_cmd_kill_cursors},
+    {"count", mk_cmd_count},
+    {"distinct", mk_cmd_distinct},
+    {"create", mk_cmd_create},
+    {"drop", mk_cmd_drop},
+    {"dropDatabase", mk_cmd_drop_database},
+    {"listCollections", mk_cmd_list_collections},
+    {"listDatabases", mk_cmd_list_databases},
+    {"ping", mk_cmd_ping},
+    {"hello", mk_cmd_hello},
+    {"isMaster", mk_cmd_hello},
+    {"ismaster", mk_cmd_hello},
+    {"buildInfo", mk_cmd_build_info},
+    {"buildinfo", mk_cmd_build_info},
+};
+
+static void error_reply(bson_t *reply, const mk_error_t *e)
+{
+    bson_reinit(reply);
+    BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+    BSON_APPEND_UTF8(reply, "errmsg", e->message);
+    BSON_APPEND_INT32(reply, "code", e->code);
+    BSON_APPEND_UTF8(reply, "codeName", e->kind);
+}
+
+int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_t *reply,
+                      mk_error_t *err)
+{
+    mk_error_t local = {0};
+    mk_error_t *e = err ? err : &local;
+    mk_cmd_t c = {.eng = eng, .db = db, .body = cmd, .reply = reply, .err = e};
+    int rc = MK_OK;
+
+    mk_cursors_reap(eng);
+    if (!cmd || !bson_iter_init(&c.first, cmd) || !bson_iter_next(&c.first)) {
+        rc = mk_error_setc(e, MK_CODE_FAILED_TO_PARSE, "empty command document");
+        goto done;
+    }
+    bson_iter_t dbit;
+    if (bson_iter_init_find(&dbit, cmd, "$db")) {
+        if (!BSON_ITER_HOLDS_UTF8(&dbit)) {
+            rc = mk_error_setc(e, MK_CODE_TYPE_MISMATCH, "BSON field '$db' is the wrong type '%s', expected type 'string'",
+                               bson_iter_type(&dbit) == BSON_TYPE_INT32 ? "int" : "other");
+            goto done;
+        }
+        c.db = bson_iter_utf8(&dbit, NULL);
+    }
+    if (!c.db || !*c.db) c.db = "test";
+    if (mk_check_db_name(c.db, e) != MK_OK) {
+        rc = MK_ERR;
+        goto done;
+    }
+    c.name = bson_iter_key(&c.first);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, c.name) == 0) {
+            rc = commands[i].fn(&c);
+            goto done;
+        }
+    }
+    rc = mk_error_setc(e, MK_CODE_COMMAND_NOT_FOUND, "no such command: '%s'", c.name);
+done:
+    if (rc == MK_OK) {
+        BSON_APPEND_DOUBLE(reply, "ok", 1.0);
+        return MK_OK;
+    }
+    if (rc == MK_ENOMEM && !e->kind[0]) mk_error_nomem(e);
+    error_reply(reply, e);
+    return MK_ERR;
+}
+
+int mk_cmd_write(mk_cmd_t *c, mk_write_body body, void *ud)
+{
+    for (int attempt = 0;; attempt++) {
+        MDB_txn *txn;
+        if (mk_txn_write(c->eng, &txn, c->err) != MK_OK) return MK_ERR;
+        int rc = body(c, txn, ud);
+        if (rc == MK_OK) {
+            rc = mk_txn_commit(c->eng, txn, c->err);
+            if (rc == MK_OK) return MK_OK;
+        } else {
+            mk_txn_abort(c->eng, txn);
+        }
+        if (rc != MK_EMAPFULL || attempt > 30) {
+            if (rc == MK_EMAPFULL)
+                mk_error_setc(c->err, MK_CODE_STORAGE, "the data file cannot grow any further");
+            return rc == MK_EMAPFULL ? MK_ERR : rc;
+        }
+        if (mk_engine_grow(c->eng, c->err) != MK_OK) return MK_ERR;
+        bson_reinit(c->reply);
+    }
+}
+
+int mk_cmd_coll_name(mk_cmd_t *c, const char **coll)
+{
+    if (!BSON_ITER_HOLDS_UTF8(&c->first))
+        return mk_error_setc(c->err, MK_CODE_INVALID_NAMESPACE,
+                             "collection name has invalid type %s",
+                             bson_iter_type(&c->first) == BSON_TYPE_INT32 ? "int" : "non-string");
+    *coll = bson_iter_utf8(&c->first, NULL);
+    return mk_check_coll_name(*coll, c->err);
+}
+
+static const char *type_name(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_DOUBLE: return "double";
+    case BSON_TYPE_UTF8: return "string";
+    case BSON_TYPE_DOCUMENT: return "object";
+    case BSON_TYPE_ARRAY: return "array";
+    case BSON_TYPE_BOOL: return "bool";
+    case BSON_TYPE_INT32: return "int";
+    case BSON_TYPE_INT64: return "long";
+    case BSON_TYPE_NULL: return "null";
+    default: return "other";
+    }
+}
+
+int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t *err)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
+    switch (bson_iter_type(&it)) {
+    case BSON_TYPE_INT32: *out = bson_iter_int32(&it); return MK_OK;
+    case BSON_TYPE_INT64: *out = bson_iter_int64(&it); return MK_OK;
+    case BSON_TYPE_DOUBLE: {
+        double d = bson_iter_double(&it);
+        if (d != d || d > 9.2e18 || d < -9.2e18 || d != (double)(int64_t)d)
+            return mk_error_setc(err, MK_CODE_BAD_VALUE,
+                                 "Expected field %s to have a whole number value, but found %g", field, d);
+        *out = (int64_t)d;
+        return MK_OK;
+    }
+    case BSON_TYPE_NULL: return MK_OK;
+    default:
+        return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
+                             "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double]'",
+                             field, type_name(bson_iter_type(&it)));
+    }
+}
+
+int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
+    bson_type_t t = bson_iter_type(&it);
+    if (t == BSON_TYPE_BOOL || t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 || t == BSON_TYPE_DOUBLE) {
+        *out = bson_iter_as_bool(&it);
+        return MK_OK;
+    }
+    if (t == BSON_TYPE_NULL) return MK_OK;
+    return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
+                         "BSON field '%s' is the wrong type '%s', expected type 'bool'", field,
+                         type_name(t));
+}
+
+static int opt_sub(const bson_t *cmd, const char *field, bson_type_t want, bson_t *out,
+                   bool *present, mk_error_t *err)
+{
+    bson_iter_t it;
+    if (present) *present = false;
+    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
+    if (bson_iter_type(&it) == BSON_TYPE_NULL) return MK_OK;
+    if (bson_iter_type(&it) != want)
+        return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
+                             "BSON field '%s' is the wrong type '%s', expected type '%s'", field,
+                             type_name(bson_iter_type(&it)), want == BSON_TYPE_ARRAY ? "array" : "object");
+    const uint8_t *data;
+    uint32_t len;
+    if (want == BSON_TYPE_ARRAY)
+        bson_iter_array(&it, &len, &data);
+    else
+        bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(out, data, len))
+        return mk_error_setc(err, MK_CODE_INVALID_BSON, "field '%s' is not valid BSON", field);
+    if (present) *present = true;
+    return MK_OK;
+}
+
+int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err)
+{
+    return opt_sub(cmd, field, BSON_TYPE_DOCUMENT, out, present, err);
+}
+
+int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present,
+                 mk_error_t *err)
+{
+    return opt_sub(cmd, field, BSON_TYPE_ARRAY, out, present, err);
+}
+
+static const char *const generic_fields[] = {
+    "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
+    "readConcern", "writeConcern", "comment", "maxTimeMS", "$readPreference", "apiVersion",
+    "apiStrict", "apiDeprecationErrors", "bypassDocumentValidation", "$audit", "$client",
+    "let", "collation", NULL};
+
+int mk_cmd_check_fields(mk_cmd_t *c, const char *const *known)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, c->body);
+    bson_iter_next(&it); /* the command name */
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        bool ok = false;
+        for (const char *const *p = known; *p && !ok; p++) ok = strcmp(*p, k) == 0;
+        for (const char *const *p = generic_fields; *p && !ok; p++) ok = strcmp(*p, k) == 0;
+        if (!ok)
+            return mk_error_set(c->err, 40415, "Location40415",
+                                "BSON field '%s.%s' is an unknown field.", c->name, k);
+    }
+    return MK_OK;
+}
+
+void mk_append_write_error(bson_t *arr, uint32_t n, int32_t index, const mk_error_t *e)
+{
+    char key[16];
+    const char *k;
+    bson_uint32_to_string(n, &k, key, sizeof key);
+    bson_t we;
+    bson_append_document_begin(arr, k, -1, &we);
+    BSON_APPEND_INT32(&we, "index", index);
+    BSON_APPEND_INT32(&we, "code", e->code);
+    BSON_APPEND_UTF8(&we, "errmsg", e->message);
+    bson_append_document_end(arr, &we);
+}

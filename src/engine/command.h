@@ -1,0 +1,67 @@
+/* The command layer: MongoDB database commands, BSON in and BSON out. */
+#ifndef MK_ENGINE_COMMAND_H
+#define MK_ENGINE_COMMAND_H
+
+#include "engine/internal.h"
+
+/* MongoDB's limit for a blocking in-memory sort without allowDiskUse. */
+#define MK_SORT_MEMORY_LIMIT (100 * 1024 * 1024)
+
+typedef struct mk_cmd {
+    mk_engine_t *eng;
+    const char *db;     /* target database */
+    const bson_t *body; /* the command document */
+    const char *name;   /* its first key */
+    bson_iter_t first;  /* positioned on the first element */
+    bson_t *reply;      /* the command appends its fields; `ok` is added by the dispatcher */
+    mk_error_t *err;
+} mk_cmd_t;
+
+typedef int (*mk_cmd_fn)(mk_cmd_t *c);
+
+/* Runs body(c, txn, ud) in a write transaction and commits; when the map is full the
+ * transaction is aborted, the map grown, the reply emptied and body run again. */
+typedef int (*mk_write_body)(mk_cmd_t *c, MDB_txn *txn, void *ud);
+int mk_cmd_write(mk_cmd_t *c, mk_write_body body, void *ud);
+
+/* The collection name a command names in its first field (a string), with validation. */
+int mk_cmd_coll_name(mk_cmd_t *c, const char **coll);
+
+/* Option readers. Each returns MK_OK when absent (leaving *out unchanged) or valid, and a
+ * TypeMismatch error naming the field otherwise. */
+int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t *err);
+int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err);
+/* A document option: *out is a static view into cmd (no copy) or left untouched. */
+int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present,
+               mk_error_t *err);
+int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present,
+                 mk_error_t *err);
+
+/* Rejects fields a command does not know, as MongoDB does (code 40415 "BSON field
+ * 'find.foo' is an unknown field."). `known` is NULL-terminated; generic fields every command
+ * may carry ($db, lsid, comment, maxTimeMS, writeConcern, readConcern, ...) are accepted. */
+int mk_cmd_check_fields(mk_cmd_t *c, const char *const *known);
+
+/* Appends a write error { index, code, errmsg [, keyPattern, keyValue] } to `arr`. */
+void mk_append_write_error(bson_t *arr, uint32_t n, int32_t index, const mk_error_t *e);
+
+/* Command implementations. */
+int mk_cmd_find(mk_cmd_t *c);
+int mk_cmd_get_more(mk_cmd_t *c);
+int mk_cmd_kill_cursors(mk_cmd_t *c);
+int mk_cmd_count(mk_cmd_t *c);
+int mk_cmd_distinct(mk_cmd_t *c);
+int mk_cmd_insert(mk_cmd_t *c);
+int mk_cmd_update(mk_cmd_t *c);
+int mk_cmd_delete(mk_cmd_t *c);
+int mk_cmd_find_and_modify(mk_cmd_t *c);
+int mk_cmd_create(mk_cmd_t *c);
+int mk_cmd_drop(mk_cmd_t *c);
+int mk_cmd_drop_database(mk_cmd_t *c);
+int mk_cmd_list_collections(mk_cmd_t *c);
+int mk_cmd_list_databases(mk_cmd_t *c);
+int mk_cmd_ping(mk_cmd_t *c);
+int mk_cmd_hello(mk_cmd_t *c);
+int mk_cmd_build_info(mk_cmd_t *c);
+
+#endif

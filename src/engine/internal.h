@@ -1,0 +1,101 @@
+/* Engine internals shared by the engine's files: the environment, the catalog, records and
+ * cursors. Nothing outside src/engine includes this. */
+#ifndef MK_ENGINE_INTERNAL_H
+#define MK_ENGINE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <meerkat/engine.h>
+
+#include "engine/keyenc.h"
+
+/* Internal status beside MK_OK/MK_ERR: the LMDB map is full; the caller aborts its write
+ * transaction, the engine grows the map and the command runs again. */
+#define MK_EMAPFULL -100
+
+typedef struct mk_coll {
+    char *ns;      /* "db.coll" */
+    size_t db_len; /* length of the "db" part */
+    uint64_t id;   /* stable id; the record table is named "r<id>" */
+    MDB_dbi dbi;   /* record table, keyed by the encoded _id */
+    MDB_txn *created_by; /* set until the creating transaction commits */
+    MDB_txn *dropped_by; /* set while a transaction that dropped it is open */
+    struct mk_coll *next;
+} mk_coll_t;
+
+typedef struct mk_cursor mk_cursor_t;
+
+struct mk_engine {
+    MDB_env *env;
+    MDB_dbi catalog;
+    char *dir;
+    mk_engine_opts_t opts;
+    size_t map_size;
+    /* Every transaction holds `resize` shared; growing the map holds it exclusively, because
+     * LMDB allows mdb_env_set_mapsize only when no transaction of the process is active. */
+    pthread_rwlock_t resize;
+    pthread_mutex_t lock; /* guards colls, cursors, txn pool */
+    mk_coll_t *colls;     /* collections known to committed transactions */
+    mk_cursor_t *cursors;
+    int64_t next_cursor_id;
+    MDB_txn *read_pool[8]; /* reset read-only transactions ready for mdb_txn_renew */
+    int read_pool_len;
+};
+
+/* ---- transactions (engine.c) ---- */
+int mk_txn_read(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err);
+void mk_txn_read_end(mk_engine_t *eng, MDB_txn *txn);
+int mk_txn_write(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err);
+int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
+void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn);
+/* Maps an LMDB return code to an error (MK_EMAPFULL for MDB_MAP_FULL). */
+int mk_lmdb_error(int rc, mk_error_t *err, const char *what);
+/* Doubles the map size (called with no transaction active in this thread). */
+int mk_engine_grow(mk_engine_t *eng, mk_error_t *err);
+
+/* ---- catalog (catalog.c) ---- */
+/* Validates a database name / collection name as MongoDB does (InvalidNamespace errors). */
+int mk_check_db_name(const char *db, mk_error_t *err);
+int mk_check_coll_name(const char *coll, mk_error_t *err);
+/* Finds a collection; *out is NULL when it does not exist (not an error). */
+int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
+                 mk_coll_t **out, mk_error_t *err);
+/* Finds or creates (implicitly, as on first write) a collection inside write txn. `created`
+ * (may be NULL) tells whether it was made now. `options` (may be NULL) is stored. */
+int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
+                   const bson_t *options, mk_coll_t **out, bool *created, mk_error_t *err);
+int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err);
+/* Calls fn for every collection of database db (or all when db is NULL), with its catalog
+ * entry { name, type, options, info: { readOnly, uuid } }. */
+typedef int (*mk_coll_visit_fn)(void *ud, const char *ns, const bson_t *entry);
+int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn,
+                    void *ud, mk_error_t *err);
+/* Forget collections created by a transaction that aborted (their DBI handles died). */
+void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn);
+/* Publish what a transaction that committed created or dropped. */
+void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn);
+
+/* ---- records (records.c) ---- */
+/* Encodes the record key of an _id value. */
+void mk_record_key(mk_buf_t *key, const bson_value_t *id);
+/* Looks up the document with this _id. Returns MK_OK with *found; doc borrows LMDB memory,
+ * valid until the transaction ends. */
+int mk_record_get(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, bson_t *doc, bool *found,
+                  mk_error_t *err);
+/* Inserts doc (which must have _id first); 11000 when the _id exists. */
+int mk_record_insert(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err);
+/* Replaces the record whose _id equals that of doc. */
+int mk_record_replace(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err);
+int mk_record_delete(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_error_t *err);
+/* Ensures _id is present (an ObjectId is generated) and first: `out` receives the document to
+ * store. Checks size, depth, field names and the _id type. */
+int mk_record_prepare(const bson_t *doc, bson_t *out, mk_error_t *err);
+/* Checks a document produced by an update (size, depth, $-prefixed names, _id type). */
+int mk_record_check(const bson_t *doc, mk_error_t *err);
+/* The E11000 error for key `keydoc` in index `index` of collection ns. */
+int mk_dup_key_error(mk_error_t *err, const char *ns, const char *index, const bson_t *keydoc);
+
+#endif
