@@ -37,6 +37,11 @@ static const struct {
     {MK_CODE_NO_QUERY_EXECUTION_PLANS, "NoQueryExecutionPlans"},
     {MK_CODE_BSON_OBJECT_TOO_LARGE, "BSONObjectTooLarge"},
     {MK_CODE_DUPLICATE_KEY, "DuplicateKey"},
+    {292, "QueryExceededMemoryLimitNoDiskUseAllowed"},
+    {143, "CursorInUse"},
+    {13, "Unauthorized"},
+    {168, "InvalidPipelineOperator"},
+    {17419, "Location17419"},
 };
 
 const char *mk_error_code_name(int code)
@@ -49,7 +54,11 @@ const char *mk_error_code_name(int code)
 static void vset(mk_error_t *err, int code, const char *kind, const char *fmt, va_list ap)
 {
     err->code = code;
-    snprintf(err->kind, sizeof err->kind, "%s", kind ? kind : mk_error_code_name(code));
+    const char *name = kind ? kind : mk_error_code_name(code);
+    if (!kind && strcmp(name, "Location") == 0)
+        snprintf(err->kind, sizeof err->kind, "Location%d", code); /* MongoDB's codeName */
+    else
+        snprintf(err->kind, sizeof err->kind, "%s", name);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
 }
 

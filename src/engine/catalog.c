@@ -13,7 +13,8 @@
 int mk_check_db_name(const char *db, mk_error_t *err)
 {
     size_t n = db ? strlen(db) : 0;
-    if (n == 0) return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "database name cannot be empty");
+    if (n == 0)
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "database name cannot be empty");
     if (n >= 64)
         return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "db name is too long: '%s'", db);
     if (strpbrk(db, "/\\. \"$*<>:|?"))
@@ -35,8 +36,7 @@ int mk_check_coll_name(const char *coll, mk_error_t *err)
         return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
                              "Invalid collection name: '%s' contains '$'", coll);
     if (coll[0] == '.' || coll[n - 1] == '.')
-        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
-                             "Invalid collection name: '%s'", coll);
+        return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "Invalid collection name: '%s'", coll);
     if (strncmp(coll, "system.", 7) == 0)
         return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
                              "Invalid collection name: '%s': system collections are reserved",
@@ -94,8 +94,8 @@ static mk_coll_t *cache_add(mk_engine_t *eng, const char *ns, size_t db_len, uin
     return c;
 }
 
-int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
-                 mk_coll_t **out, mk_error_t *err)
+int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll, mk_coll_t **out,
+                 mk_error_t *err)
 {
     char ns[256];
     *out = NULL;
@@ -119,26 +119,59 @@ int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *col
     if (!bson_init_static(&entry, v.mv_data, v.mv_size) || !bson_iter_init_find(&it, &entry, "id"))
         return mk_error_setc(err, MK_CODE_STORAGE, "corrupt catalog entry for %s", ns);
     uint64_t id = (uint64_t)bson_iter_as_int64(&it);
-    /* A handle opened in a transaction is private to it until it commits, and the pooled read
-     * transactions are reset, never committed: open committed collections in a short read
-     * transaction of their own, committed at once, so the handle is shared from then on. */
-    MDB_txn *otx;
-    rc = mdb_txn_begin(eng->env, NULL, MDB_RDONLY, &otx);
-    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+    /* Made by another process after we opened. A handle opened in a transaction is private to
+     * it until it commits, and a transaction only knows the handles that existed when it
+     * began. In the write transaction: open it there (published at commit). In a read
+     * transaction: open it in a short read transaction committed at once, then renew the
+     * caller's transaction so that it sees the handle (callers look collections up first). */
     MDB_dbi dbi;
-    if (open_records(otx, id, 0, &dbi, err) != MK_OK) {
-        mdb_txn_abort(otx);
-        return MK_ERR;
+    MDB_txn *creator = NULL;
+    if (txn == eng->write_txn) {
+        if (open_records(txn, id, 0, &dbi, err) != MK_OK) return MK_ERR;
+        creator = txn;
+    } else {
+        MDB_txn *otx;
+        rc = mdb_txn_begin(eng->env, NULL, MDB_RDONLY, &otx);
+        if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+        if (open_records(otx, id, 0, &dbi, err) != MK_OK) {
+            mdb_txn_abort(otx);
+            return MK_ERR;
+        }
+        rc = mdb_txn_commit(otx);
+        if (rc == 0) {
+            mdb_txn_reset(txn);
+            rc = mdb_txn_renew(txn);
+        }
+        if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
     }
-    rc = mdb_txn_commit(otx);
-    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
     pthread_mutex_lock(&eng->lock);
     c = cache_find(eng, ns, txn);
-    if (!c) c = cache_add(eng, ns, strlen(db), id, dbi, NULL);
+    if (!c) c = cache_add(eng, ns, strlen(db), id, dbi, creator);
     pthread_mutex_unlock(&eng->lock);
     if (!c) return mk_error_nomem(err);
     *out = c;
     return MK_OK;
+}
+
+static int load_one(void *ud, const char *ns, const bson_t *entry)
+{
+    void **ctx = ud;
+    mk_engine_t *eng = ctx[0];
+    MDB_txn *txn = ctx[1];
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, entry, "id")) return MK_OK;
+    uint64_t id = (uint64_t)bson_iter_as_int64(&it);
+    MDB_dbi dbi;
+    if (open_records(txn, id, 0, &dbi, ctx[2]) != MK_OK) return MK_ERR;
+    const char *dot = strchr(ns, '.');
+    mk_coll_t *c = cache_add(eng, ns, dot ? (size_t)(dot - ns) : 0, id, dbi, NULL);
+    return c ? MK_OK : mk_error_nomem(ctx[2]);
+}
+
+int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
+{
+    void *ctx[3] = {eng, txn, err};
+    return mk_catalog_each(eng, txn, NULL, load_one, ctx, err);
 }
 
 static int next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err)
@@ -146,8 +179,10 @@ static int next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err
     MDB_val k = {9, "m:next_id"}, v;
     uint64_t n = 1;
     int rc = mdb_get(txn, eng->catalog, &k, &v);
-    if (rc == 0 && v.mv_size == 8) memcpy(&n, v.mv_data, 8);
-    else if (rc != 0 && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "reading the catalog");
+    if (rc == 0 && v.mv_size == 8)
+        memcpy(&n, v.mv_data, 8);
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return mk_lmdb_error(rc, err, "reading the catalog");
     *id = n;
     n++;
     v.mv_size = 8;
@@ -165,7 +200,7 @@ int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *c
     if (rc != MK_OK || *out) return rc;
     char ns[256];
     if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
-    uint64_t id;
+    uint64_t id = 0;
     if ((rc = next_id(eng, txn, &id, err)) != MK_OK) return rc;
     MDB_dbi dbi;
     if ((rc = open_records(txn, id, MDB_CREATE, &dbi, err)) != MK_OK) return rc;
@@ -214,14 +249,15 @@ int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err)
     return MK_OK;
 }
 
-int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn,
-                    void *ud, mk_error_t *err)
+int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn, void *ud,
+                    mk_error_t *err)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, eng->catalog, &cur);
     if (rc != 0) return mk_lmdb_error(rc, err, "reading the catalog");
     char prefix[80];
-    int plen = db ? snprintf(prefix, sizeof prefix, "c:%s.", db) : snprintf(prefix, sizeof prefix, "c:");
+    int plen =
+        db ? snprintf(prefix, sizeof prefix, "c:%s.", db) : snprintf(prefix, sizeof prefix, "c:");
     MDB_val k = {(size_t)plen, prefix}, v;
     int result = MK_OK;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;

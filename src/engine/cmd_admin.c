@@ -9,10 +9,22 @@
 
 #define MK_SERVER_VERSION "7.0.0"
 
-static const char *const create_fields[] = {"capped", "size", "max", "timeseries", "validator",
-                                            "validationLevel", "validationAction", "viewOn",
-                                            "pipeline", "clusteredIndex", "changeStreamPreAndPostImages",
-                                            "storageEngine", "indexOptionDefaults", "expireAfterSeconds", "encryptedFields", NULL};
+static const char *const create_fields[] = {"capped",
+                                            "size",
+                                            "max",
+                                            "timeseries",
+                                            "validator",
+                                            "validationLevel",
+                                            "validationAction",
+                                            "viewOn",
+                                            "pipeline",
+                                            "clusteredIndex",
+                                            "changeStreamPreAndPostImages",
+                                            "storageEngine",
+                                            "indexOptionDefaults",
+                                            "expireAfterSeconds",
+                                            "encryptedFields",
+                                            NULL};
 
 static int create_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
 {
@@ -134,7 +146,8 @@ static int list_coll_entry(void *ud, const char *ns, const bson_t *entry)
         bson_t i2;
         bson_append_document_begin(&info, "info", -1, &i2);
         BSON_APPEND_BOOL(&i2, "readOnly", false);
-        if (bson_iter_init_find(&it, entry, "uuid")) bson_append_value(&i2, "uuid", -1, bson_iter_value(&it));
+        if (bson_iter_init_find(&it, entry, "uuid"))
+            bson_append_value(&i2, "uuid", -1, bson_iter_value(&it));
         bson_append_document_end(&info, &i2);
         bson_t idx, key;
         bson_append_document_begin(&info, "idIndex", -1, &idx);
@@ -155,7 +168,8 @@ static int list_coll_entry(void *ud, const char *ns, const bson_t *entry)
     return MK_OK;
 }
 
-static const char *const list_coll_fields[] = {"filter", "nameOnly", "authorizedCollections", "cursor", NULL};
+static const char *const list_coll_fields[] = {"filter", "nameOnly", "authorizedCollections",
+                                               "cursor", NULL};
 
 int mk_cmd_list_collections(mk_cmd_t *c)
 {

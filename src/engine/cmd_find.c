@@ -116,10 +116,16 @@ static int executor_error(mk_cmd_t *c, const char *cmd)
 {
     if (c->err->code == MK_CODE_INTERNAL || strncmp(c->err->message, "Executor error", 14) == 0)
         return MK_ERR;
-    char msg[MK_ERROR_MSG_MAX];
-    snprintf(msg, sizeof msg, "Executor error during %s command :: caused by :: %s", cmd,
-             c->err->message);
-    snprintf(c->err->message, sizeof c->err->message, "%s", msg);
+    char cause[MK_ERROR_MSG_MAX];
+    memcpy(cause, c->err->message, sizeof cause);
+    cause[sizeof cause - 1] = 0;
+    int n = snprintf(c->err->message, sizeof c->err->message,
+                     "Executor error during %s command :: caused by :: ", cmd);
+    if (n > 0 && (size_t)n < sizeof c->err->message) {
+        size_t room = sizeof c->err->message - 1 - (size_t)n, len = strlen(cause);
+        memcpy(c->err->message + n, cause, len < room ? len : room);
+        c->err->message[n + (int)(len < room ? len : room)] = 0;
+    }
     return MK_ERR;
 }
 
@@ -200,8 +206,8 @@ static int add_to_sorter(void *ud, const bson_t *doc, const MDB_val *key,
 
 /* Runs the query with a blocking sort into a buffered cursor: sort (keeping only skip + limit
  * documents when there is a limit), skip, project. */
-static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_spec,
-                              int64_t skip, int64_t limit)
+static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_spec, int64_t skip,
+                              int64_t limit)
 {
     mk_sort_t *sort = mk_sort_compile(sort_spec, c->err);
     if (!sort) return MK_ERR;
@@ -240,11 +246,14 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
             continue;
         }
         mk_match_details_t md = {0};
-        if (mk_projection_needs_details(cur->projection)) mk_matcher_match(cur->matcher, &view, &md);
+        if (mk_projection_needs_details(cur->projection))
+            mk_matcher_match(cur->matcher, &view, &md);
         bson_init(&cur->docs[n]);
         rc = mk_projection_apply(cur->projection, &view, &md, &cur->docs[n], c->err);
-        if (rc != MK_OK) bson_destroy(&cur->docs[n]);
-        else n++;
+        if (rc != MK_OK)
+            bson_destroy(&cur->docs[n]);
+        else
+            n++;
     }
     mk_sorter_destroy(st);
     mk_sort_destroy(sort);
@@ -254,10 +263,26 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
     return rc;
 }
 
-static const char *const find_fields[] = {
-    "filter", "sort", "projection", "skip", "limit", "batchSize", "singleBatch", "hint",
-    "allowDiskUse", "noCursorTimeout", "allowPartialResults", "returnKey", "showRecordId",
-    "tailable", "awaitData", "oplogReplay", "min", "max", "readOnce", NULL};
+static const char *const find_fields[] = {"filter",
+                                          "sort",
+                                          "projection",
+                                          "skip",
+                                          "limit",
+                                          "batchSize",
+                                          "singleBatch",
+                                          "hint",
+                                          "allowDiskUse",
+                                          "noCursorTimeout",
+                                          "allowPartialResults",
+                                          "returnKey",
+                                          "showRecordId",
+                                          "tailable",
+                                          "awaitData",
+                                          "oplogReplay",
+                                          "min",
+                                          "max",
+                                          "readOnce",
+                                          NULL};
 
 int mk_cmd_find(mk_cmd_t *c)
 {
@@ -266,13 +291,15 @@ int mk_cmd_find(mk_cmd_t *c)
     if (mk_cmd_check_fields(c, find_fields) != MK_OK) return MK_ERR;
     if (check_simple_collation(c) != MK_OK || check_hint(c) != MK_OK) return MK_ERR;
     static const char *const unsupported[] = {"returnKey", "showRecordId", "tailable", "awaitData",
-                                              "min", "max", NULL};
+                                              "min",       "max",          NULL};
     for (const char *const *u = unsupported; *u; u++) {
         bool on = false;
         bson_iter_t it;
         if (bson_iter_init_find(&it, c->body, *u))
             on = BSON_ITER_HOLDS_DOCUMENT(&it) || bson_iter_as_bool(&it);
-        if (on) return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "find option '%s' is not supported yet", *u);
+        if (on)
+            return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "find option '%s' is not supported yet",
+                                 *u);
     }
     bson_t filter = BSON_INITIALIZER, sort, projection;
     bool has_sort = false, has_proj = false;
@@ -288,8 +315,14 @@ int mk_cmd_find(mk_cmd_t *c)
     bson_iter_t bit;
     if (bson_iter_init_find(&bit, c->body, "batchSize")) batch_given = true;
     if (mk_opt_int64(c->body, "batchSize", &batch, c->err) != MK_OK) return MK_ERR;
-    if (skip < 0) return mk_error_set(c->err, 51024, "Location51024", "BSON field 'skip' value must be >= 0, actual value '%lld'", (long long)skip);
-    if (batch < 0) return mk_error_set(c->err, 51024, "Location51024", "BSON field 'batchSize' value must be >= 0, actual value '%lld'", (long long)batch);
+    if (skip < 0)
+        return mk_error_set(c->err, 51024, "Location51024",
+                            "BSON field 'skip' value must be >= 0, actual value '%lld'",
+                            (long long)skip);
+    if (batch < 0)
+        return mk_error_set(c->err, 51024, "Location51024",
+                            "BSON field 'batchSize' value must be >= 0, actual value '%lld'",
+                            (long long)batch);
     if (limit < 0) {
         /* legacy negative limit: one batch of |limit| documents */
         if (limit == INT64_MIN) limit = INT64_MAX;
@@ -336,11 +369,16 @@ int mk_cmd_find(mk_cmd_t *c)
 static int cursor_id_of(mk_cmd_t *c, int64_t *id)
 {
     switch (bson_iter_type(&c->first)) {
-    case BSON_TYPE_INT64: *id = bson_iter_int64(&c->first); return MK_OK;
-    case BSON_TYPE_INT32: *id = bson_iter_int32(&c->first); return MK_OK;
+    case BSON_TYPE_INT64:
+        *id = bson_iter_int64(&c->first);
+        return MK_OK;
+    case BSON_TYPE_INT32:
+        *id = bson_iter_int32(&c->first);
+        return MK_OK;
     default:
-        return mk_error_setc(c->err, MK_CODE_TYPE_MISMATCH,
-                             "BSON field 'getMore.getMore' is the wrong type, expected type 'long'");
+        return mk_error_setc(
+            c->err, MK_CODE_TYPE_MISMATCH,
+            "BSON field 'getMore.getMore' is the wrong type, expected type 'long'");
     }
 }
 
@@ -349,7 +387,7 @@ static const char *const get_more_fields[] = {"collection", "batchSize", "term",
 
 int mk_cmd_get_more(mk_cmd_t *c)
 {
-    int64_t id;
+    int64_t id = 0;
     if (cursor_id_of(c, &id) != MK_OK) return MK_ERR;
     if (mk_cmd_check_fields(c, get_more_fields) != MK_OK) return MK_ERR;
     bson_iter_t it;
@@ -364,7 +402,7 @@ int mk_cmd_get_more(mk_cmd_t *c)
     mk_cursor_t *cur = mk_cursor_checkout(c->eng, id, &busy);
     if (!cur) {
         if (busy)
-            return mk_error_set(c->err, 292, "CursorInUse", "cursor id %lld is already in use",
+            return mk_error_set(c->err, 143, "CursorInUse", "cursor id %lld is already in use",
                                 (long long)id);
         return mk_error_setc(c->err, MK_CODE_CURSOR_NOT_FOUND, "cursor id %lld not found",
                              (long long)id);
@@ -554,7 +592,8 @@ static void walk(distinct_t *d, bson_iter_t *it, const char *rest)
                 bson_iter_t sub;
                 if (!bson_iter_recurse(&child, &sub)) continue;
                 while (bson_iter_next(&sub))
-                    if (bson_iter_key_len(&sub) == len && memcmp(bson_iter_key(&sub), rest, len) == 0)
+                    if (bson_iter_key_len(&sub) == len &&
+                        memcmp(bson_iter_key(&sub), rest, len) == 0)
                         walk(d, &sub, next);
             }
         }
@@ -599,7 +638,9 @@ int mk_cmd_distinct(mk_cmd_t *c)
         return mk_error_setc(c->err, MK_CODE_TYPE_MISMATCH,
                              "BSON field 'distinct.key' is the wrong type, expected type 'string'");
     const char *path = bson_iter_utf8(&it, NULL);
-    if (!*path) return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "FieldPath cannot be constructed with empty string");
+    if (!*path)
+        return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
+                             "FieldPath cannot be constructed with empty string");
     bson_t query = BSON_INITIALIZER;
     if (mk_opt_doc(c->body, "query", &query, NULL, c->err) != MK_OK) return MK_ERR;
     mk_matcher_t *m = mk_matcher_compile(&query, c->err);

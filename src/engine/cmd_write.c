@@ -74,8 +74,7 @@ typedef struct insert_args {
 
 /* Inserts one document of the batch; *id is its _id (borrowed from *stored) when known. */
 static int insert_one(mk_cmd_t *c, MDB_txn *txn, insert_args_t *a, mk_coll_t **coll,
-                      bson_iter_t *it, int32_t index, bson_t *stored, bool *prepared,
-                      mk_error_t *e)
+                      bson_iter_t *it, int32_t index, bson_t *stored, bool *prepared, mk_error_t *e)
 {
     if (!BSON_ITER_HOLDS_DOCUMENT(it))
         return mk_error_setc(e, MK_CODE_TYPE_MISMATCH,
@@ -145,7 +144,8 @@ int mk_cmd_insert(mk_cmd_t *c)
         return mk_error_set(c->err, 40414, "Location40414",
                             "BSON field 'insert.documents' is missing but a required field");
     if (bson_empty(&a.docs))
-        return mk_error_setc(c->err, MK_CODE_INVALID_OPTIONS, "Write batch sizes must be between 1 and 100000. Got 0 operations.");
+        return mk_error_setc(c->err, MK_CODE_INVALID_OPTIONS,
+                             "Write batch sizes must be between 1 and 100000. Got 0 operations.");
     return mk_cmd_write(c, insert_body, &a);
 }
 
@@ -181,8 +181,8 @@ static void targets_free(targets_t *t)
 
 /* The documents a statement acts on, copied out of the transaction's pages (which the
  * writes that follow may recycle). */
-static int find_targets(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m,
-                        const bson_t *filter, bool first_only, targets_t *t, mk_error_t *err)
+static int find_targets(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, const bson_t *filter,
+                        bool first_only, targets_t *t, mk_error_t *err)
 {
     t->first_only = first_only;
     t->err = err;
@@ -201,9 +201,8 @@ static int add_to_sorter(void *ud, const bson_t *doc, const MDB_val *key,
 }
 
 /* The first document of the sort order among the matches (findAndModify with a sort). */
-static int sorted_first(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m,
-                        const bson_t *filter, const bson_t *sort_spec, targets_t *t,
-                        mk_error_t *err)
+static int sorted_first(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, const bson_t *filter,
+                        const bson_t *sort_spec, targets_t *t, mk_error_t *err)
 {
     t->err = err;
     if (!coll) return MK_OK;
@@ -263,11 +262,8 @@ static int update_doc(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, cons
 static int upsert_doc(const bson_t *filter, const mk_update_t *u, int64_t now, bson_t *out,
                       mk_error_t *e)
 {
-    bson_t seed = BSON_INITIALIZER, applied = BSON_INITIALIZER;
-    bool changed;
-    int rc = mk_update_upsert_seed(filter, &seed, e);
-    if (rc == MK_OK) rc = mk_update_apply(u, &seed, NULL, true, now, &applied, &changed, e);
-    bson_destroy(&seed);
+    bson_t applied = BSON_INITIALIZER;
+    int rc = mk_update_upsert_doc(u, filter, now, &applied, e);
     if (rc == MK_OK) rc = mk_record_prepare(&applied, out, e);
     bson_destroy(&applied);
     return rc;
@@ -298,8 +294,8 @@ static int check_stmt_fields(const bson_t *stmt, const char *prefix, const char 
         bool ok = false;
         for (const char *const *p = known; *p && !ok; p++) ok = strcmp(*p, k) == 0;
         if (!ok)
-            return mk_error_set(e, 40415, "Location40415", "BSON field '%s.%s' is an unknown field.",
-                                prefix, k);
+            return mk_error_set(e, 40415, "Location40415",
+                                "BSON field '%s.%s' is an unknown field.", prefix, k);
         if (strcmp(k, "collation") == 0)
             return mk_error_setc(e, MK_CODE_BAD_VALUE, "collation is not supported yet");
     }
@@ -320,8 +316,8 @@ typedef struct update_totals {
     uint32_t nupserted;
 } update_totals_t;
 
-static const char *const update_stmt_fields[] = {"q", "u", "upsert", "multi", "arrayFilters",
-                                                 "hint", "collation", "c", NULL};
+static const char *const update_stmt_fields[] = {
+    "q", "u", "upsert", "multi", "arrayFilters", "hint", "collation", "c", NULL};
 
 static int update_stmt(mk_cmd_t *c, MDB_txn *txn, update_args_t *a, mk_coll_t **coll,
                        const bson_t *stmt, int32_t index, update_totals_t *tot, mk_error_t *e)
@@ -462,7 +458,8 @@ static int delete_stmt(mk_cmd_t *c, MDB_txn *txn, const char *collname, mk_coll_
     bson_t q;
     bool has_q;
     int64_t limit = -1;
-    if (mk_opt_doc(stmt, "q", &q, &has_q, e) != MK_OK || mk_opt_int64(stmt, "limit", &limit, e) != MK_OK)
+    if (mk_opt_doc(stmt, "q", &q, &has_q, e) != MK_OK ||
+        mk_opt_int64(stmt, "limit", &limit, e) != MK_OK)
         return MK_ERR;
     if (!has_q)
         return mk_error_set(e, 40414, "Location40414",
@@ -581,7 +578,8 @@ static int fam_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
     mk_matcher_t *m = mk_matcher_compile(&a->query, e);
     if (!m) return MK_ERR;
     mk_update_t *upd = NULL;
-    if (a->has_update && !(upd = mk_update_compile(&a->update, a->has_filters ? &a->filters : NULL, e))) {
+    if (a->has_update &&
+        !(upd = mk_update_compile(&a->update, a->has_filters ? &a->filters : NULL, e))) {
         mk_matcher_destroy(m);
         return MK_ERR;
     }
@@ -647,8 +645,8 @@ out:
     return rc;
 }
 
-static const char *const fam_fields[] = {"query", "sort", "remove", "update", "new", "fields",
-                                         "upsert", "arrayFilters", "hint", NULL};
+static const char *const fam_fields[] = {"query",  "sort",   "remove",       "update", "new",
+                                         "fields", "upsert", "arrayFilters", "hint",   NULL};
 
 int mk_cmd_find_and_modify(mk_cmd_t *c)
 {
@@ -658,7 +656,8 @@ int mk_cmd_find_and_modify(mk_cmd_t *c)
     if (mk_cmd_check_fields(c, fam_fields) != MK_OK) return MK_ERR;
     bson_iter_t uit;
     if (bson_iter_init_find(&uit, c->body, "update") && BSON_ITER_HOLDS_ARRAY(&uit))
-        return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "pipeline-style updates are not supported yet");
+        return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
+                             "pipeline-style updates are not supported yet");
     if (mk_opt_doc(c->body, "query", &a.query, NULL, c->err) != MK_OK ||
         mk_opt_doc(c->body, "sort", &a.sort, &a.has_sort, c->err) != MK_OK ||
         mk_opt_doc(c->body, "fields", &a.fields, &a.has_fields, c->err) != MK_OK ||

@@ -59,7 +59,8 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
     bson_iter_t dbit;
     if (bson_iter_init_find(&dbit, cmd, "$db")) {
         if (!BSON_ITER_HOLDS_UTF8(&dbit)) {
-            rc = mk_error_setc(e, MK_CODE_TYPE_MISMATCH, "BSON field '$db' is the wrong type '%s', expected type 'string'",
+            rc = mk_error_setc(e, MK_CODE_TYPE_MISMATCH,
+                               "BSON field '$db' is the wrong type '%s', expected type 'string'",
                                bson_iter_type(&dbit) == BSON_TYPE_INT32 ? "int" : "other");
             goto done;
         }
@@ -123,15 +124,24 @@ int mk_cmd_coll_name(mk_cmd_t *c, const char **coll)
 static const char *type_name(bson_type_t t)
 {
     switch (t) {
-    case BSON_TYPE_DOUBLE: return "double";
-    case BSON_TYPE_UTF8: return "string";
-    case BSON_TYPE_DOCUMENT: return "object";
-    case BSON_TYPE_ARRAY: return "array";
-    case BSON_TYPE_BOOL: return "bool";
-    case BSON_TYPE_INT32: return "int";
-    case BSON_TYPE_INT64: return "long";
-    case BSON_TYPE_NULL: return "null";
-    default: return "other";
+    case BSON_TYPE_DOUBLE:
+        return "double";
+    case BSON_TYPE_UTF8:
+        return "string";
+    case BSON_TYPE_DOCUMENT:
+        return "object";
+    case BSON_TYPE_ARRAY:
+        return "array";
+    case BSON_TYPE_BOOL:
+        return "bool";
+    case BSON_TYPE_INT32:
+        return "int";
+    case BSON_TYPE_INT64:
+        return "long";
+    case BSON_TYPE_NULL:
+        return "null";
+    default:
+        return "other";
     }
 }
 
@@ -140,21 +150,28 @@ int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t 
     bson_iter_t it;
     if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
     switch (bson_iter_type(&it)) {
-    case BSON_TYPE_INT32: *out = bson_iter_int32(&it); return MK_OK;
-    case BSON_TYPE_INT64: *out = bson_iter_int64(&it); return MK_OK;
+    case BSON_TYPE_INT32:
+        *out = bson_iter_int32(&it);
+        return MK_OK;
+    case BSON_TYPE_INT64:
+        *out = bson_iter_int64(&it);
+        return MK_OK;
     case BSON_TYPE_DOUBLE: {
         double d = bson_iter_double(&it);
         if (d != d || d > 9.2e18 || d < -9.2e18 || d != (double)(int64_t)d)
             return mk_error_setc(err, MK_CODE_BAD_VALUE,
-                                 "Expected field %s to have a whole number value, but found %g", field, d);
+                                 "Expected field %s to have a whole number value, but found %g",
+                                 field, d);
         *out = (int64_t)d;
         return MK_OK;
     }
-    case BSON_TYPE_NULL: return MK_OK;
+    case BSON_TYPE_NULL:
+        return MK_OK;
     default:
-        return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
-                             "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double]'",
-                             field, type_name(bson_iter_type(&it)));
+        return mk_error_setc(
+            err, MK_CODE_TYPE_MISMATCH,
+            "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double]'",
+            field, type_name(bson_iter_type(&it)));
     }
 }
 
@@ -163,7 +180,8 @@ int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err
     bson_iter_t it;
     if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
     bson_type_t t = bson_iter_type(&it);
-    if (t == BSON_TYPE_BOOL || t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 || t == BSON_TYPE_DOUBLE) {
+    if (t == BSON_TYPE_BOOL || t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 ||
+        t == BSON_TYPE_DOUBLE) {
         *out = bson_iter_as_bool(&it);
         return MK_OK;
     }
@@ -183,7 +201,8 @@ static int opt_sub(const bson_t *cmd, const char *field, bson_type_t want, bson_
     if (bson_iter_type(&it) != want)
         return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
                              "BSON field '%s' is the wrong type '%s', expected type '%s'", field,
-                             type_name(bson_iter_type(&it)), want == BSON_TYPE_ARRAY ? "array" : "object");
+                             type_name(bson_iter_type(&it)),
+                             want == BSON_TYPE_ARRAY ? "array" : "object");
     const uint8_t *data;
     uint32_t len;
     if (want == BSON_TYPE_ARRAY)
@@ -201,17 +220,31 @@ int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present,
     return opt_sub(cmd, field, BSON_TYPE_DOCUMENT, out, present, err);
 }
 
-int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present,
-                 mk_error_t *err)
+int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err)
 {
     return opt_sub(cmd, field, BSON_TYPE_ARRAY, out, present, err);
 }
 
-static const char *const generic_fields[] = {
-    "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
-    "readConcern", "writeConcern", "comment", "maxTimeMS", "$readPreference", "apiVersion",
-    "apiStrict", "apiDeprecationErrors", "bypassDocumentValidation", "$audit", "$client",
-    "let", "collation", NULL};
+static const char *const generic_fields[] = {"$db",
+                                             "lsid",
+                                             "txnNumber",
+                                             "autocommit",
+                                             "startTransaction",
+                                             "$clusterTime",
+                                             "readConcern",
+                                             "writeConcern",
+                                             "comment",
+                                             "maxTimeMS",
+                                             "$readPreference",
+                                             "apiVersion",
+                                             "apiStrict",
+                                             "apiDeprecationErrors",
+                                             "bypassDocumentValidation",
+                                             "$audit",
+                                             "$client",
+                                             "let",
+                                             "collation",
+                                             NULL};
 
 int mk_cmd_check_fields(mk_cmd_t *c, const char *const *known)
 {

@@ -32,10 +32,8 @@ int mk_cmd_coll_name(mk_cmd_t *c, const char **coll);
 int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t *err);
 int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err);
 /* A document option: *out is a static view into cmd (no copy) or left untouched. */
-int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present,
-               mk_error_t *err);
-int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present,
-                 mk_error_t *err);
+int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err);
+int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err);
 
 /* Rejects fields a command does not know, as MongoDB does (code 40415 "BSON field
  * 'find.foo' is an unknown field."). `known` is NULL-terminated; generic fields every command

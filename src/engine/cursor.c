@@ -105,8 +105,10 @@ bool mk_cursor_kill(mk_engine_t *eng, int64_t id)
     pthread_mutex_lock(&eng->lock);
     mk_cursor_t *c = eng->cursors;
     while (c && c->id != id) c = c->next;
-    if (c && !c->in_use) unlink_cursor(eng, id);
-    else c = NULL;
+    if (c && !c->in_use)
+        unlink_cursor(eng, id);
+    else
+        c = NULL;
     pthread_mutex_unlock(&eng->lock);
     if (!c) return false;
     mk_cursor_free(c);

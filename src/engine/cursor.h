@@ -31,7 +31,7 @@ struct mk_cursor {
     mk_projection_t *projection;
     bson_value_t id_eq; /* valid when has_id_eq (a copy) */
     bool has_id_eq;
-    mk_buf_t resume; /* last record key returned */
+    mk_buf_t resume;   /* last record key returned */
     int64_t remaining; /* documents the limit still allows; -1: no limit */
     int64_t skip;      /* matches still to skip before the first returned document */
 };

@@ -65,8 +65,8 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
     if (rc == 0) rc = mdb_env_set_maxdbs(eng->env, MAX_COLLECTIONS);
     if (rc == 0) rc = mdb_env_set_mapsize(eng->env, eng->map_size);
     if (rc == 0)
-        rc = mdb_env_set_maxreaders(eng->env,
-                                    eng->opts.max_readers ? eng->opts.max_readers : DEFAULT_READERS);
+        rc = mdb_env_set_maxreaders(eng->env, eng->opts.max_readers ? eng->opts.max_readers
+                                                                    : DEFAULT_READERS);
     /* MDB_NOTLS: read transactions are not bound to threads, so they can be pooled. */
     unsigned flags = MDB_NOTLS | (eng->opts.no_sync ? MDB_NOSYNC : 0);
     if (rc == 0) rc = mdb_env_open(eng->env, dir, flags, 0644);
@@ -89,6 +89,11 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
     if (rc != 0) {
         mk_txn_abort(eng, txn);
         mk_lmdb_error(rc, err, "opening the catalog");
+        mk_engine_close(eng);
+        return NULL;
+    }
+    if (mk_catalog_load(eng, txn, err) != MK_OK) {
+        mk_txn_abort(eng, txn);
         mk_engine_close(eng);
         return NULL;
     }
@@ -171,11 +176,13 @@ int mk_txn_write(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err)
         pthread_rwlock_unlock(&eng->resize);
         return MK_ERR;
     }
+    eng->write_txn = *txn;
     return MK_OK;
 }
 
 int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
 {
+    eng->write_txn = NULL;
     int rc = mdb_txn_commit(txn);
     if (rc != 0)
         mk_catalog_rollback(eng, txn);
@@ -188,6 +195,7 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
 
 void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn)
 {
+    if (eng->write_txn == txn) eng->write_txn = NULL;
     mk_catalog_rollback(eng, txn);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&eng->resize);

@@ -17,10 +17,10 @@
 #define MK_EMAPFULL -100
 
 typedef struct mk_coll {
-    char *ns;      /* "db.coll" */
-    size_t db_len; /* length of the "db" part */
-    uint64_t id;   /* stable id; the record table is named "r<id>" */
-    MDB_dbi dbi;   /* record table, keyed by the encoded _id */
+    char *ns;            /* "db.coll" */
+    size_t db_len;       /* length of the "db" part */
+    uint64_t id;         /* stable id; the record table is named "r<id>" */
+    MDB_dbi dbi;         /* record table, keyed by the encoded _id */
     MDB_txn *created_by; /* set until the creating transaction commits */
     MDB_txn *dropped_by; /* set while a transaction that dropped it is open */
     struct mk_coll *next;
@@ -41,6 +41,7 @@ struct mk_engine {
     mk_coll_t *colls;     /* collections known to committed transactions */
     mk_cursor_t *cursors;
     int64_t next_cursor_id;
+    MDB_txn *write_txn;    /* the process's open write transaction (LMDB allows one) */
     MDB_txn *read_pool[8]; /* reset read-only transactions ready for mdb_txn_renew */
     int read_pool_len;
 };
@@ -53,6 +54,8 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn);
 /* Maps an LMDB return code to an error (MK_EMAPFULL for MDB_MAP_FULL). */
 int mk_lmdb_error(int rc, mk_error_t *err, const char *what);
+/* Opens the record tables of every collection in the catalog (at engine open). */
+int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 /* Doubles the map size (called with no transaction active in this thread). */
 int mk_engine_grow(mk_engine_t *eng, mk_error_t *err);
 
@@ -61,8 +64,8 @@ int mk_engine_grow(mk_engine_t *eng, mk_error_t *err);
 int mk_check_db_name(const char *db, mk_error_t *err);
 int mk_check_coll_name(const char *coll, mk_error_t *err);
 /* Finds a collection; *out is NULL when it does not exist (not an error). */
-int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
-                 mk_coll_t **out, mk_error_t *err);
+int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll, mk_coll_t **out,
+                 mk_error_t *err);
 /* Finds or creates (implicitly, as on first write) a collection inside write txn. `created`
  * (may be NULL) tells whether it was made now. `options` (may be NULL) is stored. */
 int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll,
@@ -71,8 +74,8 @@ int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err);
 /* Calls fn for every collection of database db (or all when db is NULL), with its catalog
  * entry { name, type, options, info: { readOnly, uuid } }. */
 typedef int (*mk_coll_visit_fn)(void *ud, const char *ns, const bson_t *entry);
-int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn,
-                    void *ud, mk_error_t *err);
+int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visit_fn fn, void *ud,
+                    mk_error_t *err);
 /* Forget collections created by a transaction that aborted (their DBI handles died). */
 void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn);
 /* Publish what a transaction that committed created or dropped. */

@@ -40,7 +40,7 @@ bool mk_matcher_is_empty(const mk_matcher_t *m);
 /* Like mk_matcher_match, but reports evaluation errors instead of treating them as "no match"
  * (only $expr can fail at match time, e.g. "can't $divide by zero"). Returns 1 (match),
  * 0 (no match) or MK_ERR with err filled. */
-int mk_matcher_match_checked(const mk_matcher_t *m, const bson_t *doc,
-                             mk_match_details_t *details, mk_error_t *err);
+int mk_matcher_match_checked(const mk_matcher_t *m, const bson_t *doc, mk_match_details_t *details,
+                             mk_error_t *err);
 
 #endif

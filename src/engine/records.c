@@ -57,8 +57,8 @@ int mk_record_get(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, bson_t *do
 int mk_dup_key_error(mk_error_t *err, const char *ns, const char *index, const bson_t *keydoc)
 {
     char *k = mk_format_bson(keydoc);
-    mk_error_setc(err, MK_CODE_DUPLICATE_KEY, "E11000 duplicate key error collection: %s index: %s dup key: %s",
-                  ns, index, k);
+    mk_error_setc(err, MK_CODE_DUPLICATE_KEY,
+                  "E11000 duplicate key error collection: %s index: %s dup key: %s", ns, index, k);
     bson_free(k);
     return MK_ERR;
 }
@@ -129,8 +129,7 @@ static int check_names(bson_iter_t *it, int depth, mk_error_t *err)
                              "Document nesting depth exceeds the maximum of %d", MK_MAX_DEPTH);
     while (bson_iter_next(it)) {
         const char *k = bson_iter_key(it);
-        if (k[0] == '$' && strcmp(k, "$ref") != 0 && strcmp(k, "$id") != 0 &&
-            strcmp(k, "$db") != 0)
+        if (k[0] == '$' && strcmp(k, "$ref") != 0 && strcmp(k, "$id") != 0 && strcmp(k, "$db") != 0)
             return mk_error_setc(err, MK_CODE_DOLLAR_PREFIXED_FIELD_NAME,
                                  "Document can't have $ prefixed field names: %s", k);
         bson_type_t t = bson_iter_type(it);
@@ -141,8 +140,7 @@ static int check_names(bson_iter_t *it, int depth, mk_error_t *err)
             if (check_names(&child, depth + 1, err) != MK_OK) return MK_ERR;
         }
     }
-    if (it->err_off)
-        return mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid BSON document");
+    if (it->err_off) return mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid BSON document");
     return MK_OK;
 }
 
@@ -154,7 +152,8 @@ static int check_id(const bson_value_t *id, mk_error_t *err)
     case BSON_TYPE_UNDEFINED:
         return mk_error_setc(err, MK_CODE_INVALID_ID_FIELD, "The '_id' value cannot be of type %s",
                              mk_type_name(id->value_type));
-    default: return MK_OK;
+    default:
+        return MK_OK;
     }
 }
 
@@ -195,7 +194,8 @@ int mk_record_prepare(const bson_t *doc, bson_t *out, mk_error_t *err)
     bson_iter_init(&it, doc);
     while (bson_iter_next(&it)) {
         if (strcmp(bson_iter_key(&it), "_id") == 0) continue;
-        bson_append_value(out, bson_iter_key(&it), (int)bson_iter_key_len(&it), bson_iter_value(&it));
+        bson_append_value(out, bson_iter_key(&it), (int)bson_iter_key_len(&it),
+                          bson_iter_value(&it));
     }
     if (out->len > MK_MAX_BSON_SIZE) {
         bson_destroy(out);

@@ -28,8 +28,11 @@ bool mk_filter_id_eq(const bson_t *filter, bson_value_t *id)
     case BSON_TYPE_NULL:
     case BSON_TYPE_UNDEFINED:
     case BSON_TYPE_MINKEY:
-    case BSON_TYPE_MAXKEY: return false;
-    default: *id = *v; return true;
+    case BSON_TYPE_MAXKEY:
+        return false;
+    default:
+        *id = *v;
+        return true;
     }
 }
 
@@ -40,8 +43,12 @@ static int visit(const mk_scan_spec_t *spec, const MDB_val *k, const MDB_val *v,
     if (!bson_init_static(&doc, v->mv_data, v->mv_size))
         return mk_error_setc(err, MK_CODE_STORAGE, "corrupt record");
     mk_match_details_t md = {0};
-    if (spec->matcher && !mk_matcher_match(spec->matcher, &doc, spec->want_details ? &md : NULL))
-        return MK_OK;
+    if (spec->matcher) {
+        /* checked: an $expr may fail at run time (e.g. division by zero) */
+        int m = mk_matcher_match_checked(spec->matcher, &doc, spec->want_details ? &md : NULL, err);
+        if (m < 0) return MK_ERR;
+        if (m == 0) return MK_OK;
+    }
     return fn(ud, &doc, k, &md);
 }
 
