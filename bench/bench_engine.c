@@ -167,9 +167,10 @@ static bson_t *make_user(size_t i, const bson_oid_t *oid, int32_t age, const cha
     BSON_APPEND_ARRAY_BEGIN(d, "tags", &tags);
     uint32_t ntags = 1 + rng_below(3);
     for (uint32_t t = 0; t < ntags; t++) {
-        char key[4];
-        snprintf(key, sizeof key, "%u", t);
-        BSON_APPEND_UTF8(&tags, key, tag_words[rng_below(COUNT_OF(tag_words))]);
+        char kb[16];
+        const char *key;
+        size_t kl = bson_uint32_to_string(t, &key, kb, sizeof kb);
+        bson_append_utf8(&tags, key, (int)kl, tag_words[rng_below(COUNT_OF(tag_words))], -1);
     }
     bson_append_array_end(d, &tags);
     BSON_APPEND_DOCUMENT_BEGIN(d, "profile", &profile);
@@ -847,8 +848,10 @@ int main(int argc, char **argv)
            "on average)\n",
            MEERKAT_VERSION, n, (double)ds.bson_bytes / (double)n,
            (double)ds.json_bytes / (double)n);
-    printf("libbson %s, %s, SQLite %s; data under %s\n", bson_get_version(),
-           mdb_version(NULL, NULL, NULL), sqlite_version, base_dir);
+    int lmaj, lmin, lpatch;
+    mdb_version(&lmaj, &lmin, &lpatch);
+    printf("libbson %s, LMDB %d.%d.%d, SQLite %s; data under %s\n", bson_get_version(), lmaj, lmin,
+           lpatch, sqlite_version, base_dir);
     printf("ratios are meerkat / baseline: above 1.00x meerkat is faster\n");
 
     result_t r;
@@ -880,6 +883,9 @@ int main(int argc, char **argv)
            "  update      $set of age by _id, one commit each; LMDB: put-overwrite of the\n"
            "              patched bytes; SQLite: json_set\n"
            "  delete      by _id, one commit each; LMDB: mdb_del\n"
+           "durable single-document writes wait for the disk: their rates follow fsync latency\n"
+           "and vary from run to run (an LMDB commit syncs twice, data then meta page; a SQLite\n"
+           "WAL commit once)\n"
            "targets (never asserted by tests): %d PASS, %d MISS\n",
            SCAN_REPS, SCAN_VALUE, ds.scan_matches, passes, misses);
     dataset_free(&ds);

@@ -230,12 +230,11 @@ int main(int argc, char **argv)
 
     caption("distinct countries:  { distinct: 'users', key: 'profile.country' }");
     r = run("distinct", mk_bson(&err, "{ distinct: 'users', key: 'profile.country' }"), &err);
-    if (bson_iter_init_find(&it, r, "values")) {
-        bson_t values;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_array(&it, &len, &data);
-        if (bson_init_static(&values, data, len)) print_doc("    ", &values);
+    if (bson_iter_init_find(&it, r, "values") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_t shown = BSON_INITIALIZER; /* a document around the array, to print it as one */
+        BSON_APPEND_VALUE(&shown, "values", bson_iter_value(&it));
+        print_doc("    ", &shown);
+        bson_destroy(&shown);
     }
     bson_destroy(r);
 

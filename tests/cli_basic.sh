@@ -135,29 +135,35 @@ expect_out '"name":"cyd"' "run find returns the document"
 expect_out '"firstBatch"' "run find returns a cursor reply"
 
 # ---- run: stdin, one process; find then getMore with the printed cursor id ----
+trap '' PIPE # should the coprocess die, writes to it fail instead of killing this script
 coproc MKP { "$MK" run "$D" - 2>"$T/coproc.err"; }
-echo "{ find: 'people', filter: {}, sort: { _id: 1 }, batchSize: 2 }" >&"${MKP[1]}"
-IFS= read -r -t 20 first <&"${MKP[0]}" || first=""
+# Bash forgets the coprocess's variables when it exits: keep copies.
+mkp_pid=$MKP_PID
+mkp_in=${MKP[1]}
+mkp_out=${MKP[0]}
+echo "{ find: 'people', filter: {}, sort: { _id: 1 }, batchSize: 2 }" >&"$mkp_in"
+IFS= read -r -t 20 first <&"$mkp_out" || first=""
 first=${first// /}
 checks=$((checks + 1))
 case $first in *'"firstBatch":[{"_id":1,'*'{"_id":2,'*) ;; *) fail "stdin find: unexpected first batch: $first" ;; esac
 cursor_id=$(printf '%s\n' "$first" | grep -oE '"id":[0-9]+' | grep -oE '[0-9]+$')
 checks=$((checks + 1))
 if [ -z "$cursor_id" ] || [ "$cursor_id" = 0 ]; then fail "stdin find: no open cursor id in: $first"; fi
-echo "{ getMore: NumberLong(${cursor_id:-0}), collection: 'people' }" >&"${MKP[1]}"
-IFS= read -r -t 20 more <&"${MKP[0]}" || more=""
+echo "{ getMore: NumberLong(${cursor_id:-0}), collection: 'people' }" >&"$mkp_in"
+IFS= read -r -t 20 more <&"$mkp_out" || more=""
 more=${more// /}
 checks=$((checks + 1))
 case $more in *'"nextBatch":[{"_id":3,'*'{"_id":4,'*'{"_id":5,'*) ;; *) fail "stdin getMore: unexpected batch: $more" ;; esac
 checks=$((checks + 1))
 case $more in *'"id":0'*) ;; *) fail "stdin getMore: cursor not exhausted: $more" ;; esac
-echo "{ getMore: NumberLong(${cursor_id:-0}), collection: 'people' }" >&"${MKP[1]}"
-IFS= read -r -t 20 gone <&"${MKP[0]}" || gone=""
+echo "{ getMore: NumberLong(${cursor_id:-0}), collection: 'people' }" >&"$mkp_in"
+IFS= read -r -t 20 gone <&"$mkp_out" || gone=""
 checks=$((checks + 1))
 case ${gone// /} in *'"code":43'*) ;; *) fail "getMore on an exhausted cursor: $gone" ;; esac
-eval "exec ${MKP[1]}>&-"
-wait "$MKP_PID"
+eval "exec $mkp_in>&-"
+wait "$mkp_pid"
 status=$?
+trap - PIPE
 last_cmd="meerkat run DIR - (coprocess)"
 expect_status 1 "stdin mode exits 1 when a reply was not ok"
 

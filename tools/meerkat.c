@@ -157,8 +157,10 @@ int main(int argc, char **argv)
     }
     const char *name = argv[1];
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
-        printf("meerkat %s (libbson %s, %s)\n", MEERKAT_VERSION, bson_get_version(),
-               mdb_version(NULL, NULL, NULL));
+        int maj, min, patch;
+        mdb_version(&maj, &min, &patch);
+        printf("meerkat %s (libbson %s, LMDB %d.%d.%d)\n", MEERKAT_VERSION, bson_get_version(), maj,
+               min, patch);
         return cli_finish_output(CLI_OK);
     }
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) return cmd_help(1, argv);

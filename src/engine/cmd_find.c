@@ -73,10 +73,12 @@ static int fill_batch(mk_engine_t *eng, mk_cursor_t *c, int64_t max, bson_t *arr
     if (!c->scan) {
         batch_t b = {.arr = arr, .max = max, .err = err};
         while (c->pos < c->ndocs && b.n < max) {
-            bson_t *d = &c->docs[c->pos];
+            mk_raw_t *d = &c->docs[c->pos];
             if (b.n > 0 && b.bytes + d->len > BATCH_BYTES) break;
-            if (append_doc(&b, d) != MK_OK) return MK_ERR;
-            bson_destroy(d);
+            bson_t view;
+            if (!bson_init_static(&view, d->data, d->len) || append_doc(&b, &view) != MK_OK)
+                return mk_error_nomem(err);
+            free(d->data);
             c->pos++;
         }
         *done = c->pos >= c->ndocs;
@@ -234,7 +236,7 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
     if (rc == MK_OK) {
         mk_sorter_finish(st);
         total = mk_sorter_count(st);
-        if ((uint64_t)skip < total && !(cur->docs = calloc(total - (size_t)skip, sizeof(bson_t))))
+        if ((uint64_t)skip < total && !(cur->docs = calloc(total - (size_t)skip, sizeof(mk_raw_t))))
             rc = mk_error_nomem(c->err);
     }
     bool project = cur->projection && !mk_projection_is_identity(cur->projection);
@@ -242,18 +244,16 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
         bson_t view;
         mk_sorter_get(st, i, &view, NULL);
         if (!project) {
-            bson_copy_to(&view, &cur->docs[n++]);
+            if (!mk_raw_copy(&cur->docs[n++], &view)) rc = mk_error_nomem(c->err);
             continue;
         }
         mk_match_details_t md = {0};
         if (mk_projection_needs_details(cur->projection))
             mk_matcher_match(cur->matcher, &view, &md);
-        bson_init(&cur->docs[n]);
-        rc = mk_projection_apply(cur->projection, &view, &md, &cur->docs[n], c->err);
-        if (rc != MK_OK)
-            bson_destroy(&cur->docs[n]);
-        else
-            n++;
+        bson_t out = BSON_INITIALIZER;
+        rc = mk_projection_apply(cur->projection, &view, &md, &out, c->err);
+        if (rc == MK_OK && !mk_raw_copy(&cur->docs[n++], &out)) rc = mk_error_nomem(c->err);
+        bson_destroy(&out);
     }
     mk_sorter_destroy(st);
     mk_sort_destroy(sort);

@@ -152,7 +152,7 @@ int mk_cmd_insert(mk_cmd_t *c)
 /* ---------------------------------------------------------------- shared by update/delete */
 
 typedef struct targets {
-    bson_t *docs;
+    mk_raw_t *docs;
     size_t n, cap;
     bool first_only;
     mk_error_t *err;
@@ -164,18 +164,26 @@ static int collect_target(void *ud, const bson_t *doc, const MDB_val *key,
     targets_t *t = ud;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
-        bson_t *d = realloc(t->docs, cap * sizeof *d);
+        mk_raw_t *d = realloc(t->docs, cap * sizeof *d);
         if (!d) return mk_error_nomem(t->err);
         t->docs = d;
         t->cap = cap;
     }
-    bson_copy_to(doc, &t->docs[t->n++]);
+    if (!mk_raw_copy(&t->docs[t->n], doc)) return mk_error_nomem(t->err);
+    t->n++;
     return t->first_only ? MK_SCAN_STOP : MK_OK;
+}
+
+/* A read-only view of target i (on the caller's stack, so properly aligned). */
+static bson_t *target(targets_t *t, size_t i, bson_t *view)
+{
+    bson_init_static(view, t->docs[i].data, t->docs[i].len);
+    return view;
 }
 
 static void targets_free(targets_t *t)
 {
-    for (size_t i = 0; i < t->n; i++) bson_destroy(&t->docs[i]);
+    for (size_t i = 0; i < t->n; i++) free(t->docs[i].data);
     free(t->docs);
 }
 
@@ -361,7 +369,8 @@ static int update_stmt(mk_cmd_t *c, MDB_txn *txn, update_args_t *a, mk_coll_t **
     for (size_t i = 0; rc == MK_OK && i < t.n; i++) {
         bson_t out;
         bool changed = false;
-        rc = update_doc(txn, *coll, m, upd, &t.docs[i], now, &out, &changed, e);
+        bson_t view;
+        rc = update_doc(txn, *coll, m, upd, target(&t, i, &view), now, &out, &changed, e);
         bson_destroy(&out);
         if (rc == MK_OK) {
             tot->n++;
@@ -479,7 +488,8 @@ static int delete_stmt(mk_cmd_t *c, MDB_txn *txn, const char *collname, mk_coll_
     if (rc == MK_OK) rc = find_targets(txn, *coll, m, &q, limit == 1, &t, e);
     for (size_t i = 0; rc == MK_OK && i < t.n; i++) {
         bson_value_t id;
-        if (!first_id(&t.docs[i], &id)) continue;
+        bson_t view;
+        if (!first_id(target(&t, i, &view), &id)) continue;
         rc = mk_record_delete(txn, *coll, &id, e);
         if (rc == MK_OK) (*n)++;
     }
@@ -596,23 +606,25 @@ static int fam_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
     if (rc != MK_OK) goto out;
     if (t.n > 0 && a->remove) {
         bson_value_t id;
-        if (first_id(&t.docs[0], &id)) rc = mk_record_delete(txn, coll, &id, e);
+        bson_t view;
+        if (first_id(target(&t, 0, &view), &id)) rc = mk_record_delete(txn, coll, &id, e);
         if (rc != MK_OK) goto out;
         bson_append_document_begin(c->reply, "lastErrorObject", -1, &leo);
         BSON_APPEND_INT32(&leo, "n", 1);
         bson_append_document_end(c->reply, &leo);
-        rc = project_value(a, &t.docs[0], c->reply, e);
+        rc = project_value(a, &view, c->reply, e);
     } else if (t.n > 0) {
         bson_t after;
         bool changed = false;
-        rc = update_doc(txn, coll, m, upd, &t.docs[0], now, &after, &changed, e);
+        bson_t view;
+        target(&t, 0, &view);
+        rc = update_doc(txn, coll, m, upd, &view, now, &after, &changed, e);
         if (rc == MK_OK) {
             bson_append_document_begin(c->reply, "lastErrorObject", -1, &leo);
             BSON_APPEND_INT32(&leo, "n", 1);
             BSON_APPEND_BOOL(&leo, "updatedExisting", true);
             bson_append_document_end(c->reply, &leo);
-            rc = project_value(a, a->return_new ? (changed ? &after : &t.docs[0]) : &t.docs[0],
-                               c->reply, e);
+            rc = project_value(a, a->return_new ? (changed ? &after : &view) : &view, c->reply, e);
         }
         bson_destroy(&after);
     } else if (a->upsert && upd) {

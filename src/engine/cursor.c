@@ -20,6 +20,15 @@ static int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool mk_raw_copy(mk_raw_t *raw, const bson_t *doc)
+{
+    raw->len = doc->len;
+    raw->data = malloc(doc->len);
+    if (!raw->data) return false;
+    memcpy(raw->data, bson_get_data(doc), doc->len);
+    return true;
+}
+
 mk_cursor_t *mk_cursor_new(const char *db, const char *coll)
 {
     mk_cursor_t *c = calloc(1, sizeof *c);
@@ -34,7 +43,7 @@ mk_cursor_t *mk_cursor_new(const char *db, const char *coll)
 void mk_cursor_free(mk_cursor_t *c)
 {
     if (!c) return;
-    for (size_t i = c->pos; i < c->ndocs; i++) bson_destroy(&c->docs[i]);
+    for (size_t i = c->pos; i < c->ndocs; i++) free(c->docs[i].data);
     free(c->docs);
     mk_matcher_destroy(c->matcher);
     mk_projection_destroy(c->projection);

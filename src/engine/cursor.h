@@ -11,6 +11,16 @@
 #include "engine/matcher.h"
 #include "engine/projection.h"
 
+/* A document held as its bytes. (libbson declares bson_t 128-byte aligned, so heap arrays of
+ * bson_t would be misaligned; views are made with bson_init_static on the stack.) */
+typedef struct mk_raw {
+    uint8_t *data;
+    uint32_t len;
+} mk_raw_t;
+
+/* Copies a document's bytes into raw; false when out of memory. */
+bool mk_raw_copy(mk_raw_t *raw, const bson_t *doc);
+
 struct mk_cursor {
     int64_t id;
     char db[64];
@@ -20,7 +30,7 @@ struct mk_cursor {
     struct mk_cursor *next;
 
     /* buffered mode: documents already projected */
-    bson_t *docs;
+    mk_raw_t *docs;
     size_t ndocs, pos;
 
     /* scan mode */

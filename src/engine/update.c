@@ -154,14 +154,14 @@ static int parse_filters(mk_update_t *u, const bson_t *array_filters, mk_error_t
                                  "type 'object'",
                                  i, mk_type_name((bson_type_t)it.type));
         up_filter_t *f = &u->filters[u->nfilters];
-        if (!bson_init_static(&f->doc, it.value, it.vlen))
-            return mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid array filter");
+        f->doc = bson_new_from_data(it.value, it.vlen);
+        if (!f->doc) return mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid array filter");
+        u->nfilters++; /* destroyed with the update from here on */
         mk_error_t sub = {0};
-        f->matcher = mk_matcher_compile(&f->doc, &sub);
+        f->matcher = mk_matcher_compile(f->doc, &sub);
         if (!f->matcher)
             return mk_error_set(err, sub.code, sub.kind,
                                 "Error parsing array filter :: caused by :: %s", sub.message);
-        u->nfilters++; /* destroyed with the update from here on */
         int rc = filter_placeholder(it.value, it.vlen, &f->id, &f->idlen, 0, err);
         if (rc != MK_OK) return rc;
         if (!f->id)
@@ -174,6 +174,10 @@ static int parse_filters(mk_update_t *u, const bson_t *array_filters, mk_error_t
                                  "name must be an alphanumeric string beginning with a lowercase "
                                  "letter, found '%.*s'",
                                  (int)f->idlen, f->id);
+        char *id = up_alloc(u, f->idlen + 1);
+        if (!id) return mk_error_nomem(err);
+        memcpy(id, f->id, f->idlen);
+        f->id = id;
         for (uint32_t j = 0; j + 1 < u->nfilters; j++)
             if (u->filters[j].idlen == f->idlen && !memcmp(u->filters[j].id, f->id, f->idlen))
                 return mk_error_setc(err, MK_CODE_FAILED_TO_PARSE,
@@ -556,7 +560,7 @@ static int parse_operators(mk_update_t *u, mk_error_t *err)
 {
     mk_raw_iter_t it;
     bool bad;
-    mk_raw_iter_init(&it, bson_get_data(&u->spec), u->spec.len);
+    mk_raw_iter_init(&it, bson_get_data(u->spec), u->spec->len);
     while (mk_raw_iter_next(&it, &bad)) {
         const char *opname = NULL;
         up_op_t op = OP_SET;
@@ -603,7 +607,7 @@ static int parse_operators(mk_update_t *u, mk_error_t *err)
             unused = f;
     }
     if (!unused) return MK_OK;
-    char *text = mk_format_bson(&u->spec);
+    char *text = mk_format_bson(u->spec);
     mk_error_setc(err, MK_CODE_FAILED_TO_PARSE,
                   "The array filter for identifier '%.*s' was not used in the update %s",
                   (int)unused->idlen, unused->id, text);
@@ -621,23 +625,23 @@ mk_update_t *mk_update_compile(const bson_t *update, const bson_t *array_filters
     }
     mk_tree_init(&u->mem);
     u->root.kind = UN_OBJECT;
-    bson_init(&u->spec);
-    bson_init(&u->filters_spec);
-    if (!bson_concat(&u->spec, update)) {
-        mk_error_nomem(err);
+    u->spec = bson_new_from_data(bson_get_data(update), update->len);
+    if (!u->spec) {
+        mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid BSON in update");
         goto fail;
     }
     if (array_filters) {
-        if (!bson_concat(&u->filters_spec, array_filters)) {
-            mk_error_nomem(err);
+        u->filters_spec = bson_new_from_data(bson_get_data(array_filters), array_filters->len);
+        if (!u->filters_spec) {
+            mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid arrayFilters");
             goto fail;
         }
-        if (parse_filters(u, &u->filters_spec, err) != MK_OK) goto fail;
+        if (parse_filters(u, u->filters_spec, err) != MK_OK) goto fail;
     }
 
     mk_raw_iter_t it;
     bool bad;
-    if (!mk_raw_iter_init(&it, bson_get_data(&u->spec), u->spec.len)) {
+    if (!mk_raw_iter_init(&it, bson_get_data(u->spec), u->spec->len)) {
         mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid BSON in update");
         goto fail;
     }
@@ -677,15 +681,18 @@ int up_keep_matcher(mk_update_t *u, mk_matcher_t *m, bson_t *doc, mk_error_t *er
 void mk_update_destroy(mk_update_t *u)
 {
     if (!u) return;
-    for (uint32_t i = 0; i < u->nfilters; i++) mk_matcher_destroy(u->filters[i].matcher);
+    for (uint32_t i = 0; i < u->nfilters; i++) {
+        mk_matcher_destroy(u->filters[i].matcher);
+        bson_destroy(u->filters[i].doc);
+    }
     for (uint32_t i = 0; i < u->nmatchers; i++) {
         mk_matcher_destroy(u->matchers[i]);
         bson_destroy(u->matcher_docs[i]);
     }
     free(u->matchers);
     free(u->matcher_docs);
-    bson_destroy(&u->spec);
-    bson_destroy(&u->filters_spec);
+    if (u->spec) bson_destroy(u->spec);
+    if (u->filters_spec) bson_destroy(u->filters_spec);
     mk_tree_destroy(&u->mem);
     free(u);
 }

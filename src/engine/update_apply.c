@@ -292,14 +292,19 @@ static int temp_comps(up_ctx_t *c, mk_tree_comp_t **out)
     return MK_OK;
 }
 
-/* Creates the missing components under the current element; *leaf is the new element. */
-static int create_path(up_ctx_t *c, mk_tnode_t **leaf)
+/* Creates the missing components under the current element, gives the new element the value
+ * `set` computes (or src's), then checks what was created. */
+static int create_path(up_ctx_t *c, const up_leaf_t *l, const mk_tnode_t *src)
 {
     mk_tree_comp_t *tc;
-    mk_tnode_t *first;
+    mk_tnode_t *first, *leaf;
     int rc = temp_comps(c, &tc);
-    if (rc == MK_OK) rc = mk_tree_create_path(c->t, up_elem(c), tc, c->ncreate, leaf, &first, c->err);
+    if (rc == MK_OK) rc = mk_tree_create_path(c->t, up_elem(c), tc, c->ncreate, &leaf, &first, c->err);
     if (rc != MK_OK) return rc;
+    if (src)
+        mk_tnode_copy_value(leaf, src);
+    else if ((rc = set_new_value(c, l, leaf)) != MK_OK)
+        return rc;
     if (c->ntaken == 0 && (rc = check_top_level(c, first)) != MK_OK) return rc;
     if (c->ntaken > 0 && is_id(&c->comps[0])) {
         /* Adding to an existing _id ('_id.x') modifies it. */
@@ -355,12 +360,8 @@ static int apply_missing(up_ctx_t *c, const up_leaf_t *l)
         bson_string_append(s, "})");
         return up_fail(c, MK_CODE_PATH_NOT_VIABLE, s);
     }
-    default: {
-        mk_tnode_t *leaf;
-        int rc = create_path(c, &leaf);
-        if (rc == MK_OK) rc = set_new_value(c, l, leaf);
-        return rc;
-    }
+    default:
+        return create_path(c, l, NULL);
     }
 }
 
@@ -538,9 +539,7 @@ static int apply_rename(up_ctx_t *c, const up_leaf_t *l)
 
     int rc;
     if (c->ncreate) {
-        mk_tnode_t *leaf;
-        if ((rc = create_path(c, &leaf)) != MK_OK) return rc;
-        mk_tnode_copy_value(leaf, src);
+        if ((rc = create_path(c, l, src)) != MK_OK) return rc;
     } else {
         mk_tnode_t *dst = up_elem(c);
         bool same;
@@ -760,12 +759,7 @@ static int apply_array(up_ctx_t *c, const up_node_t *n)
                 if (!f) return mk_error_setc(c->err, MK_CODE_INTERNAL, "array filter missing");
                 if (!have_value && (rc = up_value(c, e, &v)) != MK_OK) return rc;
                 have_value = true;
-                char id[64];
-                if (f->idlen >= sizeof id)
-                    return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "array filter identifier too long");
-                memcpy(id, f->id, f->idlen);
-                id[f->idlen] = 0;
-                match = mk_matcher_match_value(f->matcher, id, &v);
+                match = mk_matcher_match_value(f->matcher, f->id, &v);
             }
             if (!match) continue;
             if (todo) {

@@ -103,16 +103,17 @@ struct up_node {
 };
 
 typedef struct up_filter {
-    const char *id;
+    const char *id; /* NUL-terminated (a copy) */
     uint32_t idlen;
     mk_matcher_t *matcher;
-    bson_t doc;
+    bson_t *doc; /* what the matcher was compiled from */
     bool used;
 } up_filter_t;
 
 struct mk_update {
-    bson_t spec;         /* private copy of the update */
-    bson_t filters_spec; /* private copy of the array filters */
+    /* Heap-allocated by libbson (a bson_t wants an alignment malloc does not promise). */
+    bson_t *spec;         /* private copy of the update */
+    bson_t *filters_spec; /* private copy of the array filters, or NULL */
     bool replacement;
     bool positional;
     uint32_t max_comps; /* the longest path, in components */

@@ -28,7 +28,7 @@ static int check_dollar_fields(const bson_t *doc, mk_error_t *err)
 int up_apply_replacement(const mk_update_t *u, const bson_t *doc, bool inserting, int64_t now_ms,
                          bson_t *out, bool *changed, mk_error_t *err)
 {
-    const bson_t *repl = &u->spec;
+    const bson_t *repl = u->spec;
     bson_iter_t it, orig_id, new_id;
     bool has_orig = bson_iter_init_find(&orig_id, doc, "_id");
     bool has_new = bson_iter_init_find(&new_id, repl, "_id");
