@@ -62,9 +62,13 @@ static int make_ns(const char *db, const char *coll, char *ns, size_t cap, mk_er
 {
     if (mk_check_db_name(db, err) != MK_OK) return MK_ERR;
     if (mk_check_coll_name(coll, err) != MK_OK) return MK_ERR;
-    if ((size_t)snprintf(ns, cap, "%s.%s", db, coll) >= cap)
+    size_t dl = strlen(db), cl = strlen(coll);
+    if (dl + 1 + cl >= cap)
         return mk_error_setc(err, MK_CODE_INVALID_NAMESPACE,
                              "Fully qualified namespace is too long: '%s.%s'", db, coll);
+    memcpy(ns, db, dl);
+    ns[dl] = '.';
+    memcpy(ns + dl + 1, coll, cl + 1);
     return MK_OK;
 }
 

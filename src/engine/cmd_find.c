@@ -139,62 +139,62 @@ static void append_cursor_reply(mk_cmd_t *c, const char *coll, int64_t id, const
     bson_append_array(&cur, field, -1, batch);
     BSON_APPEND_INT64(&cur, "id", id);
     char ns[300];
-    snprintf(ns, sizeof ns, "%s.%s", c->db, coll);
-    BSON_APPEND_UTF8(&cur, "ns", ns);
+    size_t dl = strlen(c->db), cl = strlen(coll); /* validated names: dl < 64, cl <= 200 */
+    memcpy(ns, c->db, dl);
+    ns[dl] = '.';
+    memcpy(ns + dl + 1, coll, cl);
+    bson_append_utf8(&cur, "ns", 2, ns, (int)(dl + 1 + cl));
     bson_append_document_end(c->reply, &cur);
 }
 
-static int check_simple_collation(mk_cmd_t *c)
-{
-    bson_t coll;
-    bool present;
-    if (mk_opt_doc(c->body, "collation", &coll, &present, c->err) != MK_OK) return MK_ERR;
-    bson_iter_t it;
-    if (present && !(bson_iter_init_find(&it, &coll, "locale") && BSON_ITER_HOLDS_UTF8(&it) &&
-                     strcmp(bson_iter_utf8(&it, NULL), "simple") == 0))
-        return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
-                             "collation other than { locale: 'simple' } is not supported yet");
-    return MK_OK;
-}
-
 /* Only the _id index exists until secondary indexes come: accept hints naming it. */
-static int check_hint(mk_cmd_t *c)
+static int check_hint_iter(mk_cmd_t *c, bson_iter_t *it)
 {
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, c->body, "hint")) return MK_OK;
-    if (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "_id_") == 0) return MK_OK;
-    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    if (BSON_ITER_HOLDS_UTF8(it) && strcmp(bson_iter_utf8(it, NULL), "_id_") == 0) return MK_OK;
+    if (BSON_ITER_HOLDS_DOCUMENT(it)) {
         bson_t h;
         const uint8_t *d;
         uint32_t l;
-        bson_iter_document(&it, &l, &d);
-        bson_init_static(&h, d, l);
+        bson_iter_document(it, &l, &d);
         bson_iter_t k;
-        if (bson_count_keys(&h) == 0) return MK_OK;
-        if (bson_count_keys(&h) == 1 && bson_iter_init(&k, &h) && bson_iter_next(&k) &&
-            (strcmp(bson_iter_key(&k), "_id") == 0 || strcmp(bson_iter_key(&k), "$natural") == 0))
-            return MK_OK;
+        if (bson_init_static(&h, d, l)) {
+            uint32_t n = bson_count_keys(&h);
+            if (n == 0) return MK_OK;
+            if (n == 1 && bson_iter_init(&k, &h) && bson_iter_next(&k) &&
+                (strcmp(bson_iter_key(&k), "_id") == 0 ||
+                 strcmp(bson_iter_key(&k), "$natural") == 0))
+                return MK_OK;
+        }
     }
     return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
                          "error processing query: planner returned error :: caused by :: hint "
                          "provided does not correspond to an existing index");
 }
 
-/* Copies the query's filter and projection into the cursor and compiles them. */
+static int check_hint(mk_cmd_t *c)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, c->body, "hint") ? check_hint_iter(c, &it) : MK_OK;
+}
+
+/* Compiles the query's filter and projection into the cursor. A filter that pins `_id` to
+ * one value needs no matcher: the record key encodes MongoDB's equality exactly (decimals
+ * excepted, see keyenc.h, and shortened keys are confirmed against the stored _id). */
 static int prepare_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *filter,
                           const bson_t *projection)
 {
-    if (!(cur->filter = bson_copy(filter))) return mk_error_nomem(c->err);
-    if (!(cur->matcher = mk_matcher_compile(cur->filter, c->err))) return MK_ERR;
-    if (projection && !bson_empty(projection)) {
-        if (!(cur->projection_spec = bson_copy(projection))) return mk_error_nomem(c->err);
-        cur->projection = mk_projection_compile(cur->projection_spec, cur->filter, c->err);
-        if (!cur->projection) return MK_ERR;
-    }
     bson_value_t id;
-    if (mk_filter_id_eq(cur->filter, &id)) {
+    if (mk_filter_id_eq(filter, &id)) {
         bson_value_copy(&id, &cur->id_eq);
         cur->has_id_eq = true;
+    }
+    if (!cur->has_id_eq || id.value_type == BSON_TYPE_DECIMAL128) {
+        if (!(cur->matcher = mk_matcher_compile(filter, c->err))) return MK_ERR;
+    }
+    if (projection && !bson_empty(projection)) {
+        if (!(cur->projection_spec = bson_copy(projection))) return mk_error_nomem(c->err);
+        cur->projection = mk_projection_compile(cur->projection_spec, filter, c->err);
+        if (!cur->projection) return MK_ERR;
     }
     return MK_OK;
 }
@@ -263,58 +263,39 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
     return rc;
 }
 
-static const char *const find_fields[] = {"filter",
-                                          "sort",
-                                          "projection",
-                                          "skip",
-                                          "limit",
-                                          "batchSize",
-                                          "singleBatch",
-                                          "hint",
-                                          "allowDiskUse",
-                                          "noCursorTimeout",
-                                          "allowPartialResults",
-                                          "returnKey",
-                                          "showRecordId",
-                                          "tailable",
-                                          "awaitData",
-                                          "oplogReplay",
-                                          "min",
-                                          "max",
-                                          "readOnce",
-                                          NULL};
-
 int mk_cmd_find(mk_cmd_t *c)
 {
     const char *coll;
     if (mk_cmd_coll_name(c, &coll) != MK_OK) return MK_ERR;
-    if (mk_cmd_check_fields(c, find_fields) != MK_OK) return MK_ERR;
-    if (check_simple_collation(c) != MK_OK || check_hint(c) != MK_OK) return MK_ERR;
-    static const char *const unsupported[] = {"returnKey", "showRecordId", "tailable", "awaitData",
-                                              "min",       "max",          NULL};
-    for (const char *const *u = unsupported; *u; u++) {
-        bool on = false;
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, c->body, *u))
-            on = BSON_ITER_HOLDS_DOCUMENT(&it) || bson_iter_as_bool(&it);
-        if (on)
-            return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "find option '%s' is not supported yet",
-                                 *u);
-    }
     bson_t filter = BSON_INITIALIZER, sort, projection;
-    bool has_sort = false, has_proj = false;
+    bool has_sort = false, has_proj = false, has_hint = false, batch_given = false;
     int64_t skip = 0, limit = 0, batch = DEFAULT_FIRST_BATCH;
-    bool single = false, batch_given = false;
-    if (mk_opt_doc(c->body, "filter", &filter, NULL, c->err) != MK_OK ||
-        mk_opt_doc(c->body, "sort", &sort, &has_sort, c->err) != MK_OK ||
-        mk_opt_doc(c->body, "projection", &projection, &has_proj, c->err) != MK_OK ||
-        mk_opt_int64(c->body, "skip", &skip, c->err) != MK_OK ||
-        mk_opt_int64(c->body, "limit", &limit, c->err) != MK_OK ||
-        mk_opt_bool(c->body, "singleBatch", &single, c->err) != MK_OK)
-        return MK_ERR;
-    bson_iter_t bit;
-    if (bson_iter_init_find(&bit, c->body, "batchSize")) batch_given = true;
-    if (mk_opt_int64(c->body, "batchSize", &batch, c->err) != MK_OK) return MK_ERR;
+    bool single = false;
+    bson_iter_t hint;
+    const mk_optspec_t spec[] = {
+        {"filter", MK_OPT_DOC, &filter, NULL},
+        {"sort", MK_OPT_DOC, &sort, &has_sort},
+        {"projection", MK_OPT_DOC, &projection, &has_proj},
+        {"skip", MK_OPT_INT64, &skip, NULL},
+        {"limit", MK_OPT_INT64, &limit, NULL},
+        {"batchSize", MK_OPT_INT64, &batch, &batch_given},
+        {"singleBatch", MK_OPT_BOOL, &single, NULL},
+        {"hint", MK_OPT_ITER, &hint, &has_hint},
+        {"allowDiskUse", MK_OPT_IGNORE, NULL, NULL},
+        {"noCursorTimeout", MK_OPT_IGNORE, NULL, NULL},
+        {"allowPartialResults", MK_OPT_IGNORE, NULL, NULL},
+        {"readOnce", MK_OPT_IGNORE, NULL, NULL},
+        {"oplogReplay", MK_OPT_IGNORE, NULL, NULL},
+        {"returnKey", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"showRecordId", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"tailable", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"awaitData", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"min", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"max", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {NULL, MK_OPT_NONE, NULL, NULL},
+    };
+    if (mk_cmd_parse(c, spec) != MK_OK) return MK_ERR;
+    if (has_hint && check_hint_iter(c, &hint) != MK_OK) return MK_ERR;
     if (skip < 0)
         return mk_error_set(c->err, 51024, "Location51024",
                             "BSON field 'skip' value must be >= 0, actual value '%lld'",
@@ -493,7 +474,7 @@ int mk_cmd_count(mk_cmd_t *c)
     const char *coll;
     if (mk_cmd_coll_name(c, &coll) != MK_OK) return MK_ERR;
     if (mk_cmd_check_fields(c, count_fields) != MK_OK) return MK_ERR;
-    if (check_simple_collation(c) != MK_OK || check_hint(c) != MK_OK) return MK_ERR;
+    if (check_hint(c) != MK_OK) return MK_ERR;
     bson_t query = BSON_INITIALIZER;
     counter_t ct = {0};
     if (mk_opt_doc(c->body, "query", &query, NULL, c->err) != MK_OK ||
@@ -629,7 +610,7 @@ int mk_cmd_distinct(mk_cmd_t *c)
     const char *coll;
     if (mk_cmd_coll_name(c, &coll) != MK_OK) return MK_ERR;
     if (mk_cmd_check_fields(c, distinct_fields) != MK_OK) return MK_ERR;
-    if (check_simple_collation(c) != MK_OK || check_hint(c) != MK_OK) return MK_ERR;
+    if (check_hint(c) != MK_OK) return MK_ERR;
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c->body, "key"))
         return mk_error_set(c->err, 40414, "Location40414",

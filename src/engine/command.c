@@ -145,19 +145,17 @@ static const char *type_name(bson_type_t t)
     }
 }
 
-int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t *err)
+static int iter_int64(bson_iter_t *it, const char *field, int64_t *out, mk_error_t *err)
 {
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
-    switch (bson_iter_type(&it)) {
+    switch (bson_iter_type(it)) {
     case BSON_TYPE_INT32:
-        *out = bson_iter_int32(&it);
+        *out = bson_iter_int32(it);
         return MK_OK;
     case BSON_TYPE_INT64:
-        *out = bson_iter_int64(&it);
+        *out = bson_iter_int64(it);
         return MK_OK;
     case BSON_TYPE_DOUBLE: {
-        double d = bson_iter_double(&it);
+        double d = bson_iter_double(it);
         if (d != d || d > 9.2e18 || d < -9.2e18 || d != (double)(int64_t)d)
             return mk_error_setc(err, MK_CODE_BAD_VALUE,
                                  "Expected field %s to have a whole number value, but found %g",
@@ -168,21 +166,19 @@ int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t 
     case BSON_TYPE_NULL:
         return MK_OK;
     default:
-        return mk_error_setc(
-            err, MK_CODE_TYPE_MISMATCH,
-            "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double]'",
-            field, type_name(bson_iter_type(&it)));
+        return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
+                             "BSON field '%s' is the wrong type '%s', expected types '[long, int, "
+                             "decimal, double]'",
+                             field, type_name(bson_iter_type(it)));
     }
 }
 
-int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err)
+static int iter_bool(bson_iter_t *it, const char *field, bool *out, mk_error_t *err)
 {
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
-    bson_type_t t = bson_iter_type(&it);
+    bson_type_t t = bson_iter_type(it);
     if (t == BSON_TYPE_BOOL || t == BSON_TYPE_INT32 || t == BSON_TYPE_INT64 ||
         t == BSON_TYPE_DOUBLE) {
-        *out = bson_iter_as_bool(&it);
+        *out = bson_iter_as_bool(it);
         return MK_OK;
     }
     if (t == BSON_TYPE_NULL) return MK_OK;
@@ -191,38 +187,54 @@ int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err
                          type_name(t));
 }
 
-static int opt_sub(const bson_t *cmd, const char *field, bson_type_t want, bson_t *out,
-                   bool *present, mk_error_t *err)
+static int iter_sub(bson_iter_t *it, const char *field, bson_type_t want, bson_t *out,
+                    bool *present, mk_error_t *err)
 {
-    bson_iter_t it;
     if (present) *present = false;
-    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
-    if (bson_iter_type(&it) == BSON_TYPE_NULL) return MK_OK;
-    if (bson_iter_type(&it) != want)
+    if (bson_iter_type(it) == BSON_TYPE_NULL) return MK_OK;
+    if (bson_iter_type(it) != want)
         return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
                              "BSON field '%s' is the wrong type '%s', expected type '%s'", field,
-                             type_name(bson_iter_type(&it)),
+                             type_name(bson_iter_type(it)),
                              want == BSON_TYPE_ARRAY ? "array" : "object");
     const uint8_t *data;
     uint32_t len;
     if (want == BSON_TYPE_ARRAY)
-        bson_iter_array(&it, &len, &data);
+        bson_iter_array(it, &len, &data);
     else
-        bson_iter_document(&it, &len, &data);
+        bson_iter_document(it, &len, &data);
     if (!bson_init_static(out, data, len))
         return mk_error_setc(err, MK_CODE_INVALID_BSON, "field '%s' is not valid BSON", field);
     if (present) *present = true;
     return MK_OK;
 }
 
+int mk_opt_int64(const bson_t *cmd, const char *field, int64_t *out, mk_error_t *err)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, cmd, field) ? iter_int64(&it, field, out, err) : MK_OK;
+}
+
+int mk_opt_bool(const bson_t *cmd, const char *field, bool *out, mk_error_t *err)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, cmd, field) ? iter_bool(&it, field, out, err) : MK_OK;
+}
+
 int mk_opt_doc(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err)
 {
-    return opt_sub(cmd, field, BSON_TYPE_DOCUMENT, out, present, err);
+    bson_iter_t it;
+    if (present) *present = false;
+    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
+    return iter_sub(&it, field, BSON_TYPE_DOCUMENT, out, present, err);
 }
 
 int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *present, mk_error_t *err)
 {
-    return opt_sub(cmd, field, BSON_TYPE_ARRAY, out, present, err);
+    bson_iter_t it;
+    if (present) *present = false;
+    if (!bson_iter_init_find(&it, cmd, field)) return MK_OK;
+    return iter_sub(&it, field, BSON_TYPE_ARRAY, out, present, err);
 }
 
 static const char *const generic_fields[] = {"$db",
@@ -246,19 +258,85 @@ static const char *const generic_fields[] = {"$db",
                                              "collation",
                                              NULL};
 
+static bool is_generic(const char *k)
+{
+    for (const char *const *p = generic_fields; *p; p++)
+        if (strcmp(*p, k) == 0) return true;
+    return false;
+}
+
+/* A field the command itself does not know: accepted when every command may carry it. */
+static int check_generic(mk_cmd_t *c, bson_iter_t *it)
+{
+    const char *k = bson_iter_key(it);
+    if (!is_generic(k))
+        return mk_error_set(c->err, 40415, "Location40415",
+                            "BSON field '%s.%s' is an unknown field.", c->name, k);
+    if (strcmp(k, "collation") == 0) {
+        bson_iter_t loc;
+        if (BSON_ITER_HOLDS_DOCUMENT(it) && bson_iter_recurse(it, &loc) &&
+            bson_iter_find(&loc, "locale") && BSON_ITER_HOLDS_UTF8(&loc) &&
+            strcmp(bson_iter_utf8(&loc, NULL), "simple") == 0)
+            return MK_OK;
+        return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
+                             "collation is not supported yet (only { locale: 'simple' })");
+    }
+    if (strcmp(k, "let") == 0)
+        return mk_error_setc(c->err, MK_CODE_BAD_VALUE, "'let' variables are not supported yet");
+    return MK_OK;
+}
+
+int mk_cmd_parse(mk_cmd_t *c, const mk_optspec_t *spec)
+{
+    bson_iter_t it = c->first;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        const mk_optspec_t *o = spec;
+        while (o->name && strcmp(o->name, k) != 0) o++;
+        int rc = MK_OK;
+        switch (o->name ? o->kind : MK_OPT_NONE) {
+        case MK_OPT_DOC:
+            rc = iter_sub(&it, k, BSON_TYPE_DOCUMENT, o->out, o->present, c->err);
+            break;
+        case MK_OPT_ARRAY:
+            rc = iter_sub(&it, k, BSON_TYPE_ARRAY, o->out, o->present, c->err);
+            break;
+        case MK_OPT_INT64:
+            rc = iter_int64(&it, k, o->out, c->err);
+            if (o->present) *o->present = true;
+            break;
+        case MK_OPT_BOOL:
+            rc = iter_bool(&it, k, o->out, c->err);
+            if (o->present) *o->present = true;
+            break;
+        case MK_OPT_ITER:
+            *(bson_iter_t *)o->out = it;
+            if (o->present) *o->present = true;
+            break;
+        case MK_OPT_IGNORE:
+            break;
+        case MK_OPT_UNSUPPORTED:
+            if (BSON_ITER_HOLDS_DOCUMENT(&it) || bson_iter_as_bool(&it))
+                rc = mk_error_setc(c->err, MK_CODE_BAD_VALUE, "%s option '%s' is not supported yet",
+                                   c->name, k);
+            break;
+        case MK_OPT_NONE:
+            rc = check_generic(c, &it);
+            break;
+        }
+        if (rc != MK_OK) return rc;
+    }
+    return MK_OK;
+}
+
 int mk_cmd_check_fields(mk_cmd_t *c, const char *const *known)
 {
-    bson_iter_t it;
-    bson_iter_init(&it, c->body);
-    bson_iter_next(&it); /* the command name */
+    bson_iter_t it = c->first;
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         bool ok = false;
         for (const char *const *p = known; *p && !ok; p++) ok = strcmp(*p, k) == 0;
-        for (const char *const *p = generic_fields; *p && !ok; p++) ok = strcmp(*p, k) == 0;
-        if (!ok)
-            return mk_error_set(c->err, 40415, "Location40415",
-                                "BSON field '%s.%s' is an unknown field.", c->name, k);
+        if (!ok && check_generic(c, &it) != MK_OK) return MK_ERR;
     }
     return MK_OK;
 }

@@ -40,6 +40,29 @@ int mk_opt_array(const bson_t *cmd, const char *field, bson_t *out, bool *presen
  * may carry ($db, lsid, comment, maxTimeMS, writeConcern, readConcern, ...) are accepted. */
 int mk_cmd_check_fields(mk_cmd_t *c, const char *const *known);
 
+/* One pass over a command's fields, filling the options named in `spec` (terminated by a
+ * { NULL } entry). Unknown fields fail with 40415; the generic fields every command may carry
+ * are accepted; `collation` other than { locale: 'simple' } and `let` fail as not supported. */
+typedef enum mk_opt_kind {
+    MK_OPT_NONE,
+    MK_OPT_DOC,         /* out: bson_t * (static view) */
+    MK_OPT_ARRAY,       /* out: bson_t * (static view) */
+    MK_OPT_INT64,       /* out: int64_t * */
+    MK_OPT_BOOL,        /* out: bool * */
+    MK_OPT_ITER,        /* out: bson_iter_t * positioned on the field, for the caller to read */
+    MK_OPT_IGNORE,      /* accepted, no effect on results (e.g. noCursorTimeout) */
+    MK_OPT_UNSUPPORTED, /* refused with an error naming it when true or a document */
+} mk_opt_kind_t;
+
+typedef struct mk_optspec {
+    const char *name;
+    mk_opt_kind_t kind;
+    void *out;
+    bool *present; /* may be NULL; set when the field is present and not null */
+} mk_optspec_t;
+
+int mk_cmd_parse(mk_cmd_t *c, const mk_optspec_t *spec);
+
 /* Appends a write error { index, code, errmsg [, keyPattern, keyValue] } to `arr`. */
 void mk_append_write_error(bson_t *arr, uint32_t n, int32_t index, const mk_error_t *e);
 

@@ -33,8 +33,9 @@ mk_cursor_t *mk_cursor_new(const char *db, const char *coll)
 {
     mk_cursor_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    snprintf(c->db, sizeof c->db, "%s", db);
-    snprintf(c->coll, sizeof c->coll, "%s", coll);
+    size_t dl = strlen(db), cl = strlen(coll); /* both validated: they fit */
+    memcpy(c->db, db, dl < sizeof c->db ? dl : sizeof c->db - 1);
+    memcpy(c->coll, coll, cl < sizeof c->coll ? cl : sizeof c->coll - 1);
     mk_buf_init(&c->resume);
     c->remaining = -1;
     return c;
@@ -47,7 +48,6 @@ void mk_cursor_free(mk_cursor_t *c)
     free(c->docs);
     mk_matcher_destroy(c->matcher);
     mk_projection_destroy(c->projection);
-    if (c->filter) bson_destroy(c->filter);
     if (c->projection_spec) bson_destroy(c->projection_spec);
     if (c->has_id_eq) bson_value_destroy(&c->id_eq);
     mk_buf_free(&c->resume);
@@ -126,6 +126,7 @@ bool mk_cursor_kill(mk_engine_t *eng, int64_t id)
 
 void mk_cursors_reap(mk_engine_t *eng)
 {
+    if (!__atomic_load_n(&eng->cursors, __ATOMIC_RELAXED)) return; /* the common case */
     int64_t now = monotonic_ms();
     mk_cursor_t *dead = NULL;
     pthread_mutex_lock(&eng->lock);

@@ -35,7 +35,6 @@ struct mk_cursor {
 
     /* scan mode */
     bool scan;
-    bson_t *filter; /* owned: the matcher may borrow from it */
     bson_t *projection_spec;
     mk_matcher_t *matcher;
     mk_projection_t *projection;
