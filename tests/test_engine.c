@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "bson/path.h"
 
@@ -403,6 +404,117 @@ static void test_persistence(void **state)
     bson_destroy(r);
 }
 
+static void test_cursor_timeout(void **state)
+{
+    char *d2 = tu_tmpdir("engine-timeout");
+    mk_error_t err = {0};
+    mk_engine_t *e2 =
+        mk_engine_open(d2, &(mk_engine_opts_t){.no_sync = true, .cursor_timeout_ms = 50}, &err);
+    assert_non_null(e2);
+    bson_t *cmd = tu_bson("{ insert: 'c', documents: [ { _id: 1 }, { _id: 2 }, { _id: 3 } ] }");
+    bson_t reply = BSON_INITIALIZER;
+    assert_int_equal(mk_engine_command(e2, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    bson_reinit(&reply);
+    cmd = tu_bson("{ find: 'c', batchSize: 1 }");
+    assert_int_equal(mk_engine_command(e2, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    int64_t id = get_int(&reply, "cursor.id");
+    assert_true(id != 0);
+    usleep(120 * 1000); /* idle past the timeout */
+    char buf[128];
+    snprintf(buf, sizeof buf, "{ getMore: NumberLong('%lld'), collection: 'c' }", (long long)id);
+    cmd = tu_bson(buf);
+    bson_reinit(&reply);
+    assert_int_equal(mk_engine_command(e2, "test", cmd, &reply, &err), MK_ERR);
+    assert_int_equal(err.code, 43);
+    assert_string_equal(err.kind, "CursorNotFound");
+    bson_destroy(cmd);
+    bson_destroy(&reply);
+    mk_engine_close(e2);
+    tu_rmdir(d2);
+    free(d2);
+}
+
+static void test_size_limit(void **state)
+{
+    ok("{ drop: 'big2' }");
+    size_t n = 17 * 1024 * 1024;
+    char *s = malloc(n);
+    memset(s, 'x', n - 1);
+    s[n - 1] = 0;
+    bson_t *cmd = bson_new();
+    BSON_APPEND_UTF8(cmd, "insert", "big2");
+    bson_t arr, doc;
+    bson_append_array_begin(cmd, "documents", -1, &arr);
+    bson_append_document_begin(&arr, "0", 1, &doc);
+    BSON_APPEND_UTF8(&doc, "s", s);
+    bson_append_document_end(&arr, &doc);
+    bson_append_document_begin(&arr, "1", 1, &doc);
+    BSON_APPEND_INT32(&doc, "_id", 1);
+    bson_append_document_end(&arr, &doc);
+    bson_append_array_end(cmd, &arr);
+    BSON_APPEND_BOOL(cmd, "ordered", false);
+    bson_t reply = BSON_INITIALIZER;
+    assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
+    assert_int_equal(get_int(&reply, "n"), 1);
+    assert_int_equal(get_int(&reply, "writeErrors.0.code"), 10334);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    /* an update that would grow a document past 16 MiB fails and changes nothing */
+    s[10 * 1024 * 1024] = 0;
+    cmd = bson_new();
+    BSON_APPEND_UTF8(cmd, "update", "big2");
+    bson_t ups, up, q, u, set;
+    bson_append_array_begin(cmd, "updates", -1, &ups);
+    bson_append_document_begin(&ups, "0", 1, &up);
+    bson_append_document_begin(&up, "q", 1, &q);
+    BSON_APPEND_INT32(&q, "_id", 1);
+    bson_append_document_end(&up, &q);
+    bson_append_document_begin(&up, "u", 1, &u);
+    bson_append_document_begin(&u, "$set", 4, &set);
+    BSON_APPEND_UTF8(&set, "a", s);
+    BSON_APPEND_UTF8(&set, "b", s);
+    bson_append_document_end(&u, &set);
+    bson_append_document_end(&up, &u);
+    bson_append_document_end(&ups, &up);
+    bson_append_array_end(cmd, &ups);
+    bson_init(&reply);
+    assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
+    assert_int_equal(get_int(&reply, "nModified"), 0);
+    assert_true(get_int(&reply, "writeErrors.0.code") != 0);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    free(s);
+    bson_t *r = run("{ find: 'big2' }");
+    assert_field(r, "cursor.firstBatch", "{ v: [ { _id: 1 } ] }");
+    bson_destroy(r);
+}
+
+static void test_expr_and_errors_in_find(void **state)
+{
+    ok("{ drop: 'e' }");
+    ok("{ insert: 'e', documents: [ { _id: 1, a: 5, b: 3 }, { _id: 2, a: 1, b: 4 }, { _id: 3, a: "
+       "2, b: 0 } ] }");
+    bson_t *r = run("{ find: 'e', filter: { $expr: { $gt: ['$a', '$b'] } } }");
+    assert_field(r, "cursor.firstBatch",
+                 "{ v: [ { _id: 1, a: 5, b: 3 }, { _id: 3, a: 2, b: 0 } ] }");
+    bson_destroy(r);
+    /* a run-time expression error is an error, not a silent mismatch */
+    r = run("{ find: 'e', filter: { $expr: { $gt: [ { $divide: ['$a', '$b'] }, 1 ] } } }");
+    assert_int_equal(get_int(r, "ok"), 0);
+    bson_destroy(r);
+    assert_error("{ find: 'e', collation: { locale: 'fr' } }", 2, "collation");
+    assert_error("{ find: 'e', tailable: true }", 2, "tailable");
+    assert_error("{ find: 'e', hint: 'nope_1' }", 2, "hint");
+    assert_error("{ find: 'e', skip: -1 }", 51024, NULL);
+    assert_error("{ find: 'e', limit: 'x' }", 14, NULL);
+    r = run("{ update: 'e', updates: [ { q: {}, u: [ { $set: { a: 1 } } ] } ] }");
+    assert_int_equal(get_int(r, "writeErrors.0.code"), 2);
+    assert_non_null(strstr(get_str(r, "writeErrors.0.errmsg"), "pipeline"));
+    bson_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +528,9 @@ int main(void)
         cmocka_unit_test(test_bad_documents),
         cmocka_unit_test(test_large_id),
         cmocka_unit_test(test_persistence),
+        cmocka_unit_test(test_cursor_timeout),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_expr_and_errors_in_find),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
