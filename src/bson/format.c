@@ -2,6 +2,9 @@
 #include "bson/format.h"
 
 #include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #define MAX_RENDER 1024 /* error messages stay short */
 
@@ -48,10 +51,17 @@ void mk_format_value(bson_string_t *s, const bson_value_t *v)
     switch (v->value_type) {
     case BSON_TYPE_DOUBLE: {
         double d = v->value.v_double;
-        if (d == (double)(int64_t)d && d < 1e15 && d > -1e15)
+        if (d < 1e15 && d > -1e15 && d == trunc(d)) {
             bson_string_append_printf(s, "%.1f", d);
-        else
-            bson_string_append_printf(s, "%.17g", d);
+        } else {
+            /* the shortest form that reads back as the same double, as MongoDB prints */
+            char buf[32];
+            for (int prec = 1; prec <= 17; prec++) {
+                snprintf(buf, sizeof buf, "%.*g", prec, d);
+                if (strtod(buf, NULL) == d || d != d) break;
+            }
+            bson_string_append(s, buf);
+        }
         break;
     }
     case BSON_TYPE_UTF8:
@@ -101,7 +111,7 @@ void mk_format_value(bson_string_t *s, const bson_value_t *v)
     case BSON_TYPE_DECIMAL128: {
         char buf[BSON_DECIMAL128_STRING];
         bson_decimal128_to_string(&v->value.v_decimal128, buf);
-        bson_string_append_printf(s, "Decimal128(\"%s\")", buf);
+        bson_string_append_printf(s, "NumberDecimal(\"%s\")", buf);
         break;
     }
     case BSON_TYPE_MINKEY:

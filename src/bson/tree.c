@@ -165,8 +165,7 @@ bool mk_raw_value_len(uint8_t type, const uint8_t *p, size_t avail, uint32_t *le
         uint32_t sl;
         if (l < 14 || l > avail || !string_len(p + 4, l - 4, &sl)) return false;
         uint32_t dl;
-        if (!mk_raw_value_len(BSON_TYPE_DOCUMENT, p + 4 + sl, l - 4 - sl, &dl) ||
-            4 + sl + dl != l)
+        if (!mk_raw_value_len(BSON_TYPE_DOCUMENT, p + 4 + sl, l - 4 - sl, &dl) || 4 + sl + dl != l)
             return false;
         break;
     }
@@ -621,8 +620,7 @@ int mk_tnode_value(mk_tree_t *t, mk_tnode_t *n, bson_value_t *out, mk_error_t *e
     return MK_OK;
 }
 
-int mk_tnode_binary_equal(mk_tree_t *t, mk_tnode_t *a, mk_tnode_t *b, bool *equal,
-                          mk_error_t *err)
+int mk_tnode_binary_equal(mk_tree_t *t, mk_tnode_t *a, mk_tnode_t *b, bool *equal, mk_error_t *err)
 {
     *equal = false;
     if (a->type != b->type) return MK_OK;
@@ -671,8 +669,8 @@ static int empty_path(mk_error_t *err)
 }
 
 /* Splits `path` into arena-allocated components (*comps, *n). */
-static int path_comps(mk_tree_t *t, const char *path, size_t len, mk_tree_comp_t **comps,
-                      size_t *n, mk_error_t *err)
+static int path_comps(mk_tree_t *t, const char *path, size_t len, mk_tree_comp_t **comps, size_t *n,
+                      mk_error_t *err)
 {
     if (len == 0) return empty_path(err);
     size_t count = split_path(path, len, NULL, 0);

@@ -46,8 +46,8 @@ typedef struct mk_tree_block mk_tree_block_t;
 
 typedef struct mk_tree {
     mk_tnode_t root;
-    mk_tree_block_t *blocks; /* heap blocks of the arena, newest first */
-    uint8_t *cur, *end;      /* free space of the current block */
+    mk_tree_block_t *blocks;          /* heap blocks of the arena, newest first */
+    uint8_t *cur, *end;               /* free space of the current block */
     _Alignas(16) uint8_t first[2048]; /* the first arena block: small documents never malloc */
 } mk_tree_t;
 
@@ -110,8 +110,7 @@ int mk_tnode_value(mk_tree_t *t, mk_tnode_t *n, bson_value_t *out, mk_error_t *e
 int mk_tnode_bytes(mk_tree_t *t, mk_tnode_t *n, const uint8_t **data, uint32_t *len,
                    mk_error_t *err);
 /* True when both values have the same type and the same bytes (MongoDB's "binary equal"). */
-int mk_tnode_binary_equal(mk_tree_t *t, mk_tnode_t *a, mk_tnode_t *b, bool *equal,
-                          mk_error_t *err);
+int mk_tnode_binary_equal(mk_tree_t *t, mk_tnode_t *a, mk_tnode_t *b, bool *equal, mk_error_t *err);
 
 /* Appends "key: value" the way server messages print an element ("a: 1", "b: { c: \"x\" }"). */
 void mk_tnode_format(mk_tree_t *t, mk_tnode_t *n, bson_string_t *s);

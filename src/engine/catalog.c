@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/index.h"
 #include "engine/internal.h"
 
 int mk_check_db_name(const char *db, mk_error_t *err)
@@ -72,23 +73,50 @@ static int make_ns(const char *db, const char *coll, char *ns, size_t cap, mk_er
     return MK_OK;
 }
 
-static int open_records(MDB_txn *txn, uint64_t id, unsigned flags, MDB_dbi *dbi, mk_error_t *err)
+int mk_table_open(MDB_txn *txn, char prefix, uint64_t id, bool create, MDB_dbi *dbi,
+                  mk_error_t *err)
 {
     char name[32];
-    snprintf(name, sizeof name, "r%llu", (unsigned long long)id);
-    int rc = mdb_dbi_open(txn, name, flags, dbi);
-    if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+    snprintf(name, sizeof name, "%c%llu", prefix, (unsigned long long)id);
+    int rc = mdb_dbi_open(txn, name, create ? MDB_CREATE : 0, dbi);
+    if (rc != 0) return mk_lmdb_error(rc, err, "opening a table");
     return MK_OK;
 }
 
+static int open_records(MDB_txn *txn, uint64_t id, unsigned flags, MDB_dbi *dbi, mk_error_t *err)
+{
+    return mk_table_open(txn, 'r', id, flags & MDB_CREATE, dbi, err);
+}
+
+static void coll_free(mk_coll_t *c)
+{
+    mk_indexset_free(c->indexes);
+    mk_indexset_free(c->pending);
+    free(c->ns);
+    free(c);
+}
+
+void mk_catalog_free(mk_engine_t *eng)
+{
+    for (mk_coll_t *c = eng->colls, *n; c; c = n) {
+        n = c->next;
+        coll_free(c);
+    }
+    eng->colls = NULL;
+}
+
+/* Takes ownership of `indexes` (freed here on failure). */
 static mk_coll_t *cache_add(mk_engine_t *eng, const char *ns, size_t db_len, uint64_t id,
-                            MDB_dbi dbi, MDB_txn *created_by)
+                            MDB_dbi dbi, MDB_txn *created_by, mk_indexset_t *indexes)
 {
     mk_coll_t *c = calloc(1, sizeof *c);
     if (!c || !(c->ns = strdup(ns))) {
         free(c);
+        mk_indexset_free(indexes);
         return NULL;
     }
+    c->indexes = indexes;
+    c->eng = eng;
     c->db_len = db_len;
     c->id = id;
     c->dbi = dbi;
@@ -125,32 +153,48 @@ int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *col
     uint64_t id = (uint64_t)bson_iter_as_int64(&it);
     /* Made by another process after we opened. A handle opened in a transaction is private to
      * it until it commits, and a transaction only knows the handles that existed when it
-     * began. In the write transaction: open it there (published at commit). In a read
-     * transaction: open it in a short read transaction committed at once, then renew the
-     * caller's transaction so that it sees the handle (callers look collections up first). */
+     * began. In the write transaction: open the tables there (published at commit). In a read
+     * transaction: open them in a short read transaction committed at once, then renew the
+     * caller's transaction so that it sees the handles (callers look collections up first). */
     MDB_dbi dbi;
-    MDB_txn *creator = NULL;
+    MDB_txn *creator = NULL, *otx = txn;
+    mk_indexset_t *set = NULL;
     if (txn == eng->write_txn) {
-        if (open_records(txn, id, 0, &dbi, err) != MK_OK) return MK_ERR;
         creator = txn;
     } else {
-        MDB_txn *otx;
         rc = mdb_txn_begin(eng->env, NULL, MDB_RDONLY, &otx);
         if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
-        if (open_records(otx, id, 0, &dbi, err) != MK_OK) {
+        rc = mdb_get(otx, eng->catalog, &k, &v); /* the entry, read again in otx */
+        if (rc != 0 || !bson_init_static(&entry, v.mv_data, v.mv_size)) {
             mdb_txn_abort(otx);
-            return MK_ERR;
+            return rc == MDB_NOTFOUND ? MK_OK : mk_lmdb_error(rc, err, "reading the catalog");
         }
-        rc = mdb_txn_commit(otx);
-        if (rc == 0) {
+    }
+    rc = open_records(otx, id, 0, &dbi, err);
+    if (rc == MK_OK) rc = mk_indexset_load(eng, otx, &entry, &set, err);
+    if (otx != txn) {
+        if (rc != MK_OK) {
+            mdb_txn_abort(otx);
+            return rc;
+        }
+        int lrc = mdb_txn_commit(otx);
+        if (lrc == 0) {
             mdb_txn_reset(txn);
-            rc = mdb_txn_renew(txn);
+            lrc = mdb_txn_renew(txn);
         }
-        if (rc != 0) return mk_lmdb_error(rc, err, "opening a collection");
+        if (lrc != 0) {
+            mk_indexset_free(set);
+            return mk_lmdb_error(lrc, err, "opening a collection");
+        }
+    } else if (rc != MK_OK) {
+        return rc;
     }
     pthread_mutex_lock(&eng->lock);
     c = cache_find(eng, ns, txn);
-    if (!c) c = cache_add(eng, ns, strlen(db), id, dbi, creator);
+    if (!c)
+        c = cache_add(eng, ns, strlen(db), id, dbi, creator, set);
+    else
+        mk_indexset_free(set);
     pthread_mutex_unlock(&eng->lock);
     if (!c) return mk_error_nomem(err);
     *out = c;
@@ -166,9 +210,11 @@ static int load_one(void *ud, const char *ns, const bson_t *entry)
     if (!bson_iter_init_find(&it, entry, "id")) return MK_OK;
     uint64_t id = (uint64_t)bson_iter_as_int64(&it);
     MDB_dbi dbi;
+    mk_indexset_t *set;
     if (open_records(txn, id, 0, &dbi, ctx[2]) != MK_OK) return MK_ERR;
+    if (mk_indexset_load(eng, txn, entry, &set, ctx[2]) != MK_OK) return MK_ERR;
     const char *dot = strchr(ns, '.');
-    mk_coll_t *c = cache_add(eng, ns, dot ? (size_t)(dot - ns) : 0, id, dbi, NULL);
+    mk_coll_t *c = cache_add(eng, ns, dot ? (size_t)(dot - ns) : 0, id, dbi, NULL, set);
     return c ? MK_OK : mk_error_nomem(ctx[2]);
 }
 
@@ -178,7 +224,7 @@ int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
     return mk_catalog_each(eng, txn, NULL, load_one, ctx, err);
 }
 
-static int next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err)
+int mk_catalog_next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err)
 {
     MDB_val k = {9, "m:next_id"}, v;
     uint64_t n = 1;
@@ -205,7 +251,7 @@ int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *c
     char ns[256];
     if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
     uint64_t id = 0;
-    if ((rc = next_id(eng, txn, &id, err)) != MK_OK) return rc;
+    if ((rc = mk_catalog_next_id(eng, txn, &id, err)) != MK_OK) return rc;
     MDB_dbi dbi;
     if ((rc = open_records(txn, id, MDB_CREATE, &dbi, err)) != MK_OK) return rc;
 
@@ -227,9 +273,12 @@ int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *c
     rc = mdb_put(txn, eng->catalog, &k, &v, 0);
     bson_destroy(&entry);
     if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
+    bson_t entry_for_set = BSON_INITIALIZER; /* no indexes yet */
 
+    mk_indexset_t *set;
+    if (mk_indexset_load(eng, txn, &entry_for_set, &set, err) != MK_OK) return MK_ERR;
     pthread_mutex_lock(&eng->lock);
-    mk_coll_t *c = cache_add(eng, ns, strlen(db), id, dbi, txn);
+    mk_coll_t *c = cache_add(eng, ns, strlen(db), id, dbi, txn, set);
     pthread_mutex_unlock(&eng->lock);
     if (!c) return mk_error_nomem(err);
     *out = c;
@@ -244,6 +293,7 @@ int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err)
     MDB_val k = {(size_t)klen, key};
     int rc = mdb_del(txn, eng->catalog, &k, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "writing the catalog");
+    if (mk_indexes_drop_all(txn, c, err) != MK_OK) return MK_ERR;
     /* Delete the table; LMDB closes the handle when the transaction commits. */
     rc = mdb_drop(txn, c->dbi, 1);
     if (rc != 0) return mk_lmdb_error(rc, err, "dropping a collection");
@@ -289,10 +339,10 @@ void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn)
         if (c->dropped_by == txn) c->dropped_by = NULL;
         if (c->created_by == txn) {
             *pp = c->next;
-            free(c->ns);
-            free(c);
+            coll_free(c);
             continue;
         }
+        mk_indexes_rollback(c, txn);
         pp = &c->next;
     }
     pthread_mutex_unlock(&eng->lock);
@@ -306,11 +356,32 @@ void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn)
         if (c->created_by == txn) c->created_by = NULL;
         if (c->dropped_by == txn) {
             *pp = c->next;
-            free(c->ns);
-            free(c);
+            coll_free(c);
             continue;
         }
+        mk_indexes_commit(c, txn);
         pp = &c->next;
     }
     pthread_mutex_unlock(&eng->lock);
+}
+
+int mk_catalog_set_indexes(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const bson_t *indexes,
+                           mk_error_t *err)
+{
+    char key[260];
+    int klen = snprintf(key, sizeof key, "c:%s", c->ns);
+    MDB_val k = {(size_t)klen, key}, v;
+    int rc = mdb_get(txn, eng->catalog, &k, &v);
+    if (rc != 0) return mk_lmdb_error(rc, err, "reading the catalog");
+    bson_t old, entry = BSON_INITIALIZER;
+    if (!bson_init_static(&old, v.mv_data, v.mv_size))
+        return mk_error_setc(err, MK_CODE_STORAGE, "corrupt catalog entry for %s", c->ns);
+    bson_copy_to_excluding_noinit(&old, &entry, "indexes", NULL);
+    BSON_APPEND_ARRAY(&entry, "indexes", indexes);
+    v.mv_size = entry.len;
+    v.mv_data = (void *)bson_get_data(&entry);
+    rc = mdb_put(txn, eng->catalog, &k, &v, 0);
+    bson_destroy(&entry);
+    if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
+    return MK_OK;
 }

@@ -239,17 +239,6 @@ static int sorted_first(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, co
     return rc;
 }
 
-static int same_id_or_error(const bson_t *before, const bson_t *after, mk_error_t *e)
-{
-    bson_value_t a, b;
-    if (!first_id(before, &a)) return MK_OK;
-    if (first_id(after, &b) && mk_value_cmp(&a, &b) == 0 && a.value_type == b.value_type)
-        return MK_OK;
-    return mk_error_setc(e, MK_CODE_IMMUTABLE_FIELD,
-                         "Performing an update on the path '_id' would modify the immutable "
-                         "field '_id'");
-}
-
 /* Applies a compiled update to one stored document and writes it back when it changed. */
 static int update_doc(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, const mk_update_t *u,
                       const bson_t *doc, int64_t now, bson_t *out, bool *changed, mk_error_t *e)
@@ -259,9 +248,9 @@ static int update_doc(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, cons
     bson_init(out);
     int rc = mk_update_apply(u, doc, &md, false, now, out, changed, e);
     if (rc == MK_OK && *changed) {
-        rc = same_id_or_error(doc, out, e);
-        if (rc == MK_OK) rc = mk_record_check(out, e);
-        if (rc == MK_OK) rc = mk_record_replace(txn, coll, out, e);
+        /* mk_update_apply keeps _id immutable (66) */
+        rc = mk_record_check(out, e);
+        if (rc == MK_OK) rc = mk_record_replace(txn, coll, doc, out, e);
     }
     return rc;
 }
@@ -490,7 +479,7 @@ static int delete_stmt(mk_cmd_t *c, MDB_txn *txn, const char *collname, mk_coll_
         bson_value_t id;
         bson_t view;
         if (!first_id(target(&t, i, &view), &id)) continue;
-        rc = mk_record_delete(txn, *coll, &id, e);
+        rc = mk_record_delete(txn, *coll, &view, e);
         if (rc == MK_OK) (*n)++;
     }
     targets_free(&t);
@@ -607,7 +596,7 @@ static int fam_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
     if (t.n > 0 && a->remove) {
         bson_value_t id;
         bson_t view;
-        if (first_id(target(&t, 0, &view), &id)) rc = mk_record_delete(txn, coll, &id, e);
+        if (first_id(target(&t, 0, &view), &id)) rc = mk_record_delete(txn, coll, &view, e);
         if (rc != MK_OK) goto out;
         bson_append_document_begin(c->reply, "lastErrorObject", -1, &leo);
         BSON_APPEND_INT32(&leo, "n", 1);

@@ -32,6 +32,11 @@ static const struct {
     {"ismaster", mk_cmd_hello},
     {"buildInfo", mk_cmd_build_info},
     {"buildinfo", mk_cmd_build_info},
+    {"createIndexes", mk_cmd_create_indexes},
+    {"listIndexes", mk_cmd_list_indexes},
+    {"dropIndexes", mk_cmd_drop_indexes},
+    {"deleteIndexes", mk_cmd_drop_indexes},
+    {"validate", mk_cmd_validate},
 };
 
 static void error_reply(bson_t *reply, const mk_error_t *e)

@@ -84,5 +84,9 @@ int mk_cmd_list_databases(mk_cmd_t *c);
 int mk_cmd_ping(mk_cmd_t *c);
 int mk_cmd_hello(mk_cmd_t *c);
 int mk_cmd_build_info(mk_cmd_t *c);
+int mk_cmd_create_indexes(mk_cmd_t *c);
+int mk_cmd_list_indexes(mk_cmd_t *c);
+int mk_cmd_drop_indexes(mk_cmd_t *c);
+int mk_cmd_validate(mk_cmd_t *c);
 
 #endif

@@ -110,11 +110,7 @@ void mk_engine_close(mk_engine_t *eng)
     mk_cursors_free_all(eng);
     for (int i = 0; i < eng->read_pool_len; i++) mdb_txn_abort(eng->read_pool[i]);
     eng->read_pool_len = 0;
-    for (mk_coll_t *c = eng->colls, *n; c; c = n) {
-        n = c->next;
-        free(c->ns);
-        free(c);
-    }
+    mk_catalog_free(eng);
     if (eng->env) mdb_env_close(eng->env);
     pthread_rwlock_destroy(&eng->resize);
     pthread_mutex_destroy(&eng->lock);

@@ -16,11 +16,18 @@
  * transaction, the engine grows the map and the command runs again. */
 #define MK_EMAPFULL -100
 
+typedef struct mk_indexset mk_indexset_t;
+typedef struct mk_engine mk_engine_t;
+
 typedef struct mk_coll {
-    char *ns;            /* "db.coll" */
-    size_t db_len;       /* length of the "db" part */
-    uint64_t id;         /* stable id; the record table is named "r<id>" */
-    MDB_dbi dbi;         /* record table, keyed by the encoded _id */
+    mk_engine_t *eng;
+    char *ns;               /* "db.coll" */
+    size_t db_len;          /* length of the "db" part */
+    uint64_t id;            /* stable id; the record table is named "r<id>" */
+    MDB_dbi dbi;            /* record table, keyed by the encoded _id */
+    mk_indexset_t *indexes; /* committed secondary indexes (never NULL once loaded) */
+    mk_indexset_t *pending; /* a DDL transaction's new set, visible to it alone */
+    MDB_txn *pending_txn;
     MDB_txn *created_by; /* set until the creating transaction commits */
     MDB_txn *dropped_by; /* set while a transaction that dropped it is open */
     struct mk_coll *next;
@@ -54,6 +61,8 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn);
 /* Maps an LMDB return code to an error (MK_EMAPFULL for MDB_MAP_FULL). */
 int mk_lmdb_error(int rc, mk_error_t *err, const char *what);
+/* Frees the collection cache (engine close). */
+void mk_catalog_free(mk_engine_t *eng);
 /* Opens the record tables of every collection in the catalog (at engine open). */
 int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 /* Doubles the map size (called with no transaction active in this thread). */
@@ -81,6 +90,15 @@ void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn);
 /* Publish what a transaction that committed created or dropped. */
 void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn);
 
+/* Rewrites the catalog entry of c with a new "indexes" array (inside write txn). */
+int mk_catalog_set_indexes(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const bson_t *indexes,
+                           mk_error_t *err);
+/* Allocates a new table id (collections and indexes share the counter). */
+int mk_catalog_next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err);
+/* Opens (creating when `create`) table "<prefix><id>". */
+int mk_table_open(MDB_txn *txn, char prefix, uint64_t id, bool create, MDB_dbi *dbi,
+                  mk_error_t *err);
+
 /* ---- records (records.c) ---- */
 /* Encodes the record key of an _id value. */
 void mk_record_key(mk_buf_t *key, const bson_value_t *id);
@@ -88,11 +106,14 @@ void mk_record_key(mk_buf_t *key, const bson_value_t *id);
  * valid until the transaction ends. */
 int mk_record_get(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, bson_t *doc, bool *found,
                   mk_error_t *err);
-/* Inserts doc (which must have _id first); 11000 when the _id exists. */
+/* Inserts doc (which must have _id first) and its index entries; 11000 when the _id or a
+ * unique index key exists. Nothing is written when it fails. */
 int mk_record_insert(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err);
-/* Replaces the record whose _id equals that of doc. */
-int mk_record_replace(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err);
-int mk_record_delete(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_error_t *err);
+/* Replaces the stored document `old` by doc (same _id), index entries included. */
+int mk_record_replace(MDB_txn *txn, mk_coll_t *c, const bson_t *old, const bson_t *doc,
+                      mk_error_t *err);
+/* Deletes the stored document `old` and its index entries. */
+int mk_record_delete(MDB_txn *txn, mk_coll_t *c, const bson_t *old, mk_error_t *err);
 /* Ensures _id is present (an ObjectId is generated) and first: `out` receives the document to
  * store. Checks size, depth, field names and the _id type. */
 int mk_record_prepare(const bson_t *doc, bson_t *out, mk_error_t *err);

@@ -8,6 +8,7 @@
 
 #include "bson/format.h"
 #include "bson/value.h"
+#include "engine/index.h"
 #include "engine/internal.h"
 
 void mk_record_key(mk_buf_t *key, const bson_value_t *id)
@@ -72,6 +73,8 @@ static int id_dup_error(mk_error_t *err, const char *ns, const bson_value_t *id)
     return MK_ERR;
 }
 
+static int delete_key(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_error_t *err);
+
 static int put(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, bool insert, mk_error_t *err)
 {
     bson_value_t id;
@@ -98,17 +101,41 @@ static int put(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, bool insert, mk_er
     return result;
 }
 
+/* The record is written first only when its _id is new (MDB_NOOVERWRITE fails without
+ * writing); index checks come before any index write, and a failing index step removes the
+ * record again, so a failed insert leaves nothing behind. */
 int mk_record_insert(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err)
 {
-    return put(txn, c, doc, true, err);
+    int rc = put(txn, c, doc, true, err);
+    if (rc != MK_OK) return rc;
+    rc = mk_index_insert_doc(txn, c, doc, err);
+    if (rc != MK_OK && rc != MK_EMAPFULL) {
+        bson_value_t id;
+        mk_error_t ignored;
+        if (id_of(bson_get_data(doc), doc->len, &id)) delete_key(txn, c, &id, &ignored);
+    }
+    return rc;
 }
 
-int mk_record_replace(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err)
+int mk_record_replace(MDB_txn *txn, mk_coll_t *c, const bson_t *old, const bson_t *doc,
+                      mk_error_t *err)
 {
+    int rc = mk_index_replace_doc(txn, c, old, doc, err);
+    if (rc != MK_OK) return rc;
     return put(txn, c, doc, false, err);
 }
 
-int mk_record_delete(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_error_t *err)
+int mk_record_delete(MDB_txn *txn, mk_coll_t *c, const bson_t *old, mk_error_t *err)
+{
+    bson_value_t id;
+    if (!id_of(bson_get_data(old), old->len, &id))
+        return mk_error_setc(err, MK_CODE_INVALID_ID_FIELD, "stored document has no _id");
+    int rc = mk_index_delete_doc(txn, c, old, err);
+    if (rc != MK_OK) return rc;
+    return delete_key(txn, c, &id, err);
+}
+
+static int delete_key(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_error_t *err)
 {
     mk_buf_t key;
     mk_buf_init(&key);

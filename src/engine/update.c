@@ -15,21 +15,11 @@ static const struct {
     const char *name;
     up_op_t op;
 } modifiers[] = {
-    {"$set", OP_SET},
-    {"$unset", OP_UNSET},
-    {"$setOnInsert", OP_SET_ON_INSERT},
-    {"$inc", OP_INC},
-    {"$mul", OP_MUL},
-    {"$min", OP_MIN},
-    {"$max", OP_MAX},
-    {"$rename", OP_RENAME},
-    {"$currentDate", OP_CURRENT_DATE},
-    {"$bit", OP_BIT},
-    {"$push", OP_PUSH},
-    {"$addToSet", OP_ADD_TO_SET},
-    {"$pop", OP_POP},
-    {"$pull", OP_PULL},
-    {"$pullAll", OP_PULL_ALL},
+    {"$set", OP_SET}, {"$unset", OP_UNSET},   {"$setOnInsert", OP_SET_ON_INSERT},
+    {"$inc", OP_INC}, {"$mul", OP_MUL},       {"$min", OP_MIN},
+    {"$max", OP_MAX}, {"$rename", OP_RENAME}, {"$currentDate", OP_CURRENT_DATE},
+    {"$bit", OP_BIT}, {"$push", OP_PUSH},     {"$addToSet", OP_ADD_TO_SET},
+    {"$pop", OP_POP}, {"$pull", OP_PULL},     {"$pullAll", OP_PULL_ALL},
 };
 
 void *up_alloc(mk_update_t *u, size_t n)
@@ -70,8 +60,8 @@ void up_format_elem(bson_string_t *s, const char *key, uint32_t keylen, const up
 }
 
 /* Fails with a message "<prefix>{<field>: <value>}<suffix>" (braces optional). */
-static int fail_elem(mk_error_t *err, int code, const char *prefix, const up_leaf_t *l,
-                     bool braces, const char *suffix)
+static int fail_elem(mk_error_t *err, int code, const char *prefix, const up_leaf_t *l, bool braces,
+                     const char *suffix)
 {
     bson_string_t *s = bson_string_new(prefix);
     if (braces) bson_string_append_c(s, '{');
@@ -106,9 +96,9 @@ static int filter_placeholder(const uint8_t *data, uint32_t len, const char **id
         return mk_error_setc(err, MK_CODE_INVALID_BSON, "invalid array filter");
     while (mk_raw_iter_next(&it, &bad)) {
         if (it.keylen && it.key[0] == '$') {
-            bool logical = (it.keylen == 4 && (!memcmp(it.key, "$and", 4) ||
-                                               !memcmp(it.key, "$nor", 4))) ||
-                           (it.keylen == 3 && !memcmp(it.key, "$or", 3));
+            bool logical =
+                (it.keylen == 4 && (!memcmp(it.key, "$and", 4) || !memcmp(it.key, "$nor", 4))) ||
+                (it.keylen == 3 && !memcmp(it.key, "$or", 3));
             if (!logical || it.type != BSON_TYPE_ARRAY) continue;
             mk_raw_iter_t sub;
             bool subbad;
@@ -310,8 +300,8 @@ static bool path_is_dynamic(const mk_tree_comp_t *c, uint32_t n)
     return false;
 }
 
-static int split(mk_update_t *u, const char *path, uint32_t len, mk_tree_comp_t **out,
-                 uint32_t *n, mk_error_t *err)
+static int split(mk_update_t *u, const char *path, uint32_t len, mk_tree_comp_t **out, uint32_t *n,
+                 mk_error_t *err)
 {
     uint32_t count = 1;
     for (uint32_t i = 0; i < len; i++) count += path[i] == '.';
@@ -348,9 +338,9 @@ static int parse_rename(mk_update_t *u, up_leaf_t *l, const mk_tree_comp_t *to, 
         return fail_elem(err, MK_CODE_BAD_VALUE,
                          "The source and target field for $rename must differ: ", l, false, "");
     if (common == l->nfrom || common == nto)
-        return fail_elem(err, MK_CODE_BAD_VALUE,
-                         "The source and target field for $rename must not be on the same path: ",
-                         l, false, "");
+        return fail_elem(
+            err, MK_CODE_BAD_VALUE,
+            "The source and target field for $rename must not be on the same path: ", l, false, "");
     if (path_is_dynamic(l->from, l->nfrom))
         return mk_error_setc(err, MK_CODE_BAD_VALUE,
                              "The source field for $rename may not be dynamic: %.*s",
@@ -456,8 +446,8 @@ static int child_name(mk_update_t *u, const char *path, uint32_t pathlen, const 
 static int conflict(const char *path, uint32_t pathlen, uint32_t prefixlen, mk_error_t *err)
 {
     return mk_error_setc(err, MK_CODE_CONFLICTING_UPDATE_OPERATORS,
-                         "Updating the path '%.*s' would create a conflict at '%.*s'",
-                         (int)pathlen, path, (int)prefixlen, path);
+                         "Updating the path '%.*s' would create a conflict at '%.*s'", (int)pathlen,
+                         path, (int)prefixlen, path);
 }
 
 static int parse_and_merge(mk_update_t *u, up_op_t op, const char *opname, const char *key,
@@ -472,8 +462,8 @@ static int parse_and_merge(mk_update_t *u, up_op_t op, const char *opname, const
         if (rc != MK_OK) return rc;
         if (val->type != BSON_TYPE_UTF8) {
             up_leaf_t tmp = {.field = key, .fieldlen = keylen, .arg = *val};
-            return fail_elem(err, MK_CODE_BAD_VALUE, "The 'to' field for $rename must be a string: ",
-                             &tmp, false, "");
+            return fail_elem(err, MK_CODE_BAD_VALUE,
+                             "The 'to' field for $rename must be a string: ", &tmp, false, "");
         }
         bson_value_t v;
         up_val_decode(val, &v);
@@ -523,8 +513,8 @@ static int parse_and_merge(mk_update_t *u, up_op_t op, const char *opname, const
 
     up_node_t *cur = &u->root;
     for (uint32_t i = 0; i < n; i++) {
-        const char *name;
-        uint32_t len, at = 0;
+        const char *name = NULL;
+        uint32_t len = 0, at = 0;
         rc = child_name(u, path, pathlen, &comps[i], i, &name, &len, err);
         if (rc != MK_OK) return rc;
         bool pos = cur->kind == UN_OBJECT && is_positional(name, len);
@@ -533,8 +523,8 @@ static int parse_and_merge(mk_update_t *u, up_op_t op, const char *opname, const
             if (child) return conflict(path, pathlen, pathlen, err);
             child = leafnode;
         } else {
-            up_kind_t want = is_filter_identifier(comps[i + 1].s, comps[i + 1].len) ? UN_ARRAY
-                                                                                     : UN_OBJECT;
+            up_kind_t want =
+                is_filter_identifier(comps[i + 1].s, comps[i + 1].len) ? UN_ARRAY : UN_OBJECT;
             if (child) {
                 if (child->kind != want) {
                     uint32_t prefix = (uint32_t)(comps[i].s + comps[i].len - path);
@@ -577,8 +567,8 @@ static int parse_operators(mk_update_t *u, mk_error_t *err)
                                  "pipeline-style update specified as an array",
                                  (int)it.keylen, it.key);
         if (it.type != BSON_TYPE_DOCUMENT) {
-            up_leaf_t tmp = {.field = it.key, .fieldlen = it.keylen, .arg = {it.type, it.value,
-                                                                               it.vlen}};
+            up_leaf_t tmp = {
+                .field = it.key, .fieldlen = it.keylen, .arg = {it.type, it.value, it.vlen}};
             bson_string_t *s = bson_string_new(NULL);
             bson_string_append_printf(s,
                                       "Modifiers operate on fields but we found type %s instead. "
@@ -615,8 +605,7 @@ static int parse_operators(mk_update_t *u, mk_error_t *err)
     return MK_ERR;
 }
 
-mk_update_t *mk_update_compile(const bson_t *update, const bson_t *array_filters,
-                               mk_error_t *err)
+mk_update_t *mk_update_compile(const bson_t *update, const bson_t *array_filters, mk_error_t *err)
 {
     mk_update_t *u = calloc(1, sizeof *u);
     if (!u) {

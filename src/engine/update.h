@@ -13,9 +13,8 @@
  * an empty operand ({ $set: {} }) is a no-op, as since MongoDB 5.0. Paths that conflict
  * ({ $set: { a: 1, 'a.b': 2 } }) fail with ConflictingUpdateOperators (40) at compile time.
  *
- * Not supported (clear errors): pipeline updates (a BSON array: the caller must reject it with
- * "pipeline-style updates are not supported yet" since a bson_t cannot tell), $inc/$mul/$bit
- * arithmetic on Decimal128 values, collations. */
+ * Not supported: pipeline updates (a BSON array: the caller must reject it with
+ * "pipeline-style updates are not supported yet", since a bson_t cannot tell), collations. */
 #ifndef MK_ENGINE_UPDATE_H
 #define MK_ENGINE_UPDATE_H
 
@@ -29,12 +28,12 @@
 
 typedef struct mk_update mk_update_t;
 
-/* Compiles `update` (copied: it need not outlive the result). `array_filters` is NULL or a BSON
- * array of filter documents ({ 'elem.grade': { $gte: 85 } }). Returns NULL with err filled on
+/* Compiles `update` (copied: it need not outlive the result). A compiled update is immutable:
+ * it may be applied any number of times, from several threads at once. `array_filters` is NULL or a
+ * BSON array of filter documents ({ 'elem.grade': { $gte: 85 } }). Returns NULL with err filled on
  * parse errors: unknown modifiers (FailedToParse 9), bad operands, conflicting paths (40),
  * array filters missing for an identifier / not used (2 / 9), ... */
-mk_update_t *mk_update_compile(const bson_t *update, const bson_t *array_filters,
-                               mk_error_t *err);
+mk_update_t *mk_update_compile(const bson_t *update, const bson_t *array_filters, mk_error_t *err);
 void mk_update_destroy(mk_update_t *u);
 
 /* True for a replacement document (no update operators). */
@@ -43,9 +42,9 @@ bool mk_update_is_replacement(const mk_update_t *u);
  * matcher's position to mk_update_apply). */
 bool mk_update_is_positional(const mk_update_t *u);
 
-/* Applies `u` to `doc`. `out` (initialised, empty, not static) receives the new document; *changed
- * tells whether the update did anything (MongoDB's nModified: a $set to the same value, $inc by
- * 0, $addToSet of a present element, $pull of nothing are no-ops; `out` then equals `doc`).
+/* Applies `u` to `doc`. `out` (initialised, empty, not static) receives the new document;
+ * *changed tells whether it differs from `doc` byte for byte (what nModified counts: a $set to
+ * the same value, $inc by 0, $addToSet of a present element, $pull of nothing change nothing).
  * `position`: the matcher's details for the positional `$` (NULL or !has_position when none:
  * then `$` fails with BadValue "The positional operator did not find the match needed from the
  * query."). `inserting`: `doc` is an upsert's seed ($setOnInsert applies). `now_ms`: the time
@@ -53,8 +52,9 @@ bool mk_update_is_positional(const mk_update_t *u);
  *
  * Output checks: nesting deeper than MK_MAX_DEPTH fails (Overflow 15), a result larger than
  * MK_MAX_BSON_SIZE fails (17419 "Resulting document after update is larger than 16777216"),
- * `_id` can never change (ImmutableField 66), an `_id` is moved to the front. On error `out` is
- * left in an unspecified state (still to be destroyed by the caller). */
+ * `_id` can never change (ImmutableField 66; in an upsert it may be set when the seed has none),
+ * an `_id` is moved to the front. On error `out` is left in an unspecified state (still to be
+ * destroyed by the caller). */
 int mk_update_apply(const mk_update_t *u, const bson_t *doc, const mk_match_details_t *position,
                     bool inserting, int64_t now_ms, bson_t *out, bool *changed, mk_error_t *err);
 

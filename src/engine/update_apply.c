@@ -163,15 +163,18 @@ static void set_arg(mk_tnode_t *n, const up_leaf_t *l)
 
 /* ------------------------------------------------------------------ arithmetic */
 
-enum { AR_OK, AR_OVERFLOW, AR_DECIMAL };
+enum { AR_OK, AR_OVERFLOW };
 
 /* MongoDB's SafeNum: int32 results that overflow become int64; int64 overflow is an error;
- * a double makes the result a double. */
+ * a double makes the result a double, a decimal a decimal. */
 static int arith(bool mul, const bson_value_t *a, const bson_value_t *b, bson_value_t *r)
 {
     bson_type_t ta = a->value_type, tb = b->value_type;
     memset(r, 0, sizeof *r);
-    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128) return AR_DECIMAL;
+    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128) {
+        up_decimal_arith(mul, a, b, r);
+        return AR_OK;
+    }
     if (ta == BSON_TYPE_DOUBLE || tb == BSON_TYPE_DOUBLE) {
         double x = mk_value_as_double(a), y = mk_value_as_double(b);
         r->value_type = BSON_TYPE_DOUBLE;
@@ -204,15 +207,11 @@ static bool identical_number(const bson_value_t *a, const bson_value_t *b)
         return a->value.v_int64 == b->value.v_int64;
     case BSON_TYPE_DOUBLE:
         return a->value.v_double == b->value.v_double;
+    case BSON_TYPE_DECIMAL128:
+        return up_decimal_identical(a, b);
     default:
         return false;
     }
-}
-
-static int decimal_unsupported(up_ctx_t *c, const up_leaf_t *l)
-{
-    return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
-                         "%s with Decimal128 values is not supported yet", l->opname);
 }
 
 static int bits(const up_leaf_t *l, const bson_value_t *start, bson_value_t *r)
@@ -223,7 +222,9 @@ static int bits(const up_leaf_t *l, const bson_value_t *start, bson_value_t *r)
         bool wide = r->value_type == BSON_TYPE_INT64 || o->value_type == BSON_TYPE_INT64;
         int64_t x = r->value_type == BSON_TYPE_INT32 ? r->value.v_int32 : r->value.v_int64;
         int64_t y = o->value_type == BSON_TYPE_INT32 ? o->value.v_int32 : o->value.v_int64;
-        int64_t z = l->bits[i].op == BIT_AND ? (x & y) : l->bits[i].op == BIT_OR ? (x | y) : (x ^ y);
+        int64_t z = l->bits[i].op == BIT_AND  ? (x & y)
+                    : l->bits[i].op == BIT_OR ? (x | y)
+                                              : (x ^ y);
         if (wide) {
             r->value_type = BSON_TYPE_INT64;
             r->value.v_int64 = z;
@@ -259,8 +260,7 @@ static int set_new_value(up_ctx_t *c, const up_leaf_t *l, mk_tnode_t *n)
     switch (l->op) {
     case OP_MUL: {
         bson_value_t zero = {.value_type = BSON_TYPE_INT32};
-        int r = arith(true, &l->num, &zero, &v);
-        if (r == AR_DECIMAL) return decimal_unsupported(c, l);
+        arith(true, &l->num, &zero, &v); /* 0 of the multiplier's type; cannot overflow */
         return set_scalar(c, n, &v);
     }
     case OP_CURRENT_DATE:
@@ -292,14 +292,15 @@ static int temp_comps(up_ctx_t *c, mk_tree_comp_t **out)
     return MK_OK;
 }
 
-/* Creates the missing components under the current element, gives the new element the value
- * `set` computes (or src's), then checks what was created. */
+/* Creates the missing components under the current element, gives the new element its value
+ * (the modifier's, or src's for a $rename), then checks what was created. */
 static int create_path(up_ctx_t *c, const up_leaf_t *l, const mk_tnode_t *src)
 {
-    mk_tree_comp_t *tc;
+    mk_tree_comp_t *tc = NULL;
     mk_tnode_t *first, *leaf;
     int rc = temp_comps(c, &tc);
-    if (rc == MK_OK) rc = mk_tree_create_path(c->t, up_elem(c), tc, c->ncreate, &leaf, &first, c->err);
+    if (rc == MK_OK)
+        rc = mk_tree_create_path(c->t, up_elem(c), tc, c->ncreate, &leaf, &first, c->err);
     if (rc != MK_OK) return rc;
     if (src)
         mk_tnode_copy_value(leaf, src);
@@ -382,16 +383,12 @@ static int apply_arith(up_ctx_t *c, const up_leaf_t *l, mk_tnode_t *e, bool *cha
     if (!mk_type_is_number((bson_type_t)e->type)) return non_numeric(c, l, e);
     int rc = up_value(c, e, &cur);
     if (rc != MK_OK) return rc;
-    int r = arith(l->op == OP_MUL, &l->num, &cur, &res);
-    if (r == AR_DECIMAL) return decimal_unsupported(c, l);
-    if (r == AR_OVERFLOW) {
+    if (arith(l->op == OP_MUL, &l->num, &cur, &res) == AR_OVERFLOW) {
         bson_string_t *s = bson_string_new(NULL);
-        bson_string_append_printf(s, "Failed to apply %s operations to current value (%s%" PRId64
-                                     ") for document {",
-                                  l->opname,
-                                  cur.value_type == BSON_TYPE_INT32 ? "(NumberInt)" : "(NumberLong)",
-                                  cur.value_type == BSON_TYPE_INT32 ? (int64_t)cur.value.v_int32
-                                                                    : cur.value.v_int64);
+        bson_string_append_printf(
+            s, "Failed to apply %s operations to current value (%s%" PRId64 ") for document {",
+            l->opname, cur.value_type == BSON_TYPE_INT32 ? "(NumberInt)" : "(NumberLong)",
+            cur.value_type == BSON_TYPE_INT32 ? (int64_t)cur.value.v_int32 : cur.value.v_int64);
         up_id_append(c, s);
         bson_string_append(s, "}");
         return up_fail(c, MK_CODE_BAD_VALUE, s);
@@ -496,8 +493,9 @@ static int apply_rename(up_ctx_t *c, const up_leaf_t *l)
                       (cur->type == BSON_TYPE_ARRAY && mk_path_component_index(p->s, p->len, NULL));
         if (!viable) {
             bson_string_t *s = bson_string_new(NULL);
-            bson_string_append_printf(s, "Cannot use the part (%.*s) of (%.*s) to traverse the "
-                                         "element ({",
+            bson_string_append_printf(s,
+                                      "Cannot use the part (%.*s) of (%.*s) to traverse the "
+                                      "element ({",
                                       (int)p->len, p->s, (int)l->fieldlen, l->field);
             mk_tnode_format(c->t, cur, s);
             bson_string_append(s, "})");
@@ -516,8 +514,9 @@ static int apply_rename(up_ctx_t *c, const up_leaf_t *l)
     for (uint32_t i = l->nfrom - 1; i-- > 0;) {
         if (chain[i]->type != BSON_TYPE_ARRAY) continue;
         bson_string_t *s = bson_string_new(NULL);
-        bson_string_append_printf(s, "The source field cannot be an array element, '%.*s' in doc "
-                                     "with ",
+        bson_string_append_printf(s,
+                                  "The source field cannot be an array element, '%.*s' in doc "
+                                  "with ",
                                   (int)l->fieldlen, l->field);
         up_id_append(c, s);
         bson_string_append_printf(s, " has an array field called '%.*s'", (int)l->from[i].len,
@@ -528,8 +527,9 @@ static int apply_rename(up_ctx_t *c, const up_leaf_t *l)
     for (uint32_t i = top; i-- > 0;) {
         if (c->comps[i].node->type != BSON_TYPE_ARRAY) continue;
         bson_string_t *s = bson_string_new(NULL);
-        bson_string_append_printf(s, "The destination field cannot be an array element, '%.*s' in "
-                                     "doc with ",
+        bson_string_append_printf(s,
+                                  "The destination field cannot be an array element, '%.*s' in "
+                                  "doc with ",
                                   (int)to.value.v_utf8.len, to.value.v_utf8.str);
         up_id_append(c, s);
         bson_string_append_printf(s, " has an array field called '%.*s'", (int)c->comps[i].len,
@@ -647,8 +647,8 @@ static int merge(up_ctx_t *c, const up_node_t *a, const up_node_t *b, bson_strin
     while (i < a->nkids || j < b->nkids) {
         int cmp = i == a->nkids   ? 1
                   : j == b->nkids ? -1
-                                  : up_field_cmp(a->kids[i].name, a->kids[i].len,
-                                                 b->kids[j].name, b->kids[j].len);
+                                  : up_field_cmp(a->kids[i].name, a->kids[i].len, b->kids[j].name,
+                                                 b->kids[j].len);
         if (cmp < 0) {
             kids[m->nkids++] = a->kids[i++];
         } else if (cmp > 0) {
@@ -770,7 +770,8 @@ static int apply_array(up_ctx_t *c, const up_node_t *n)
         }
         if (!todo) continue;
         up_comp_t *p = &c->comps[c->ntaken];
-        if (c->ntaken >= c->cap) return mk_error_setc(c->err, MK_CODE_INTERNAL, "update path too deep");
+        if (c->ntaken >= c->cap)
+            return mk_error_setc(c->err, MK_CODE_INTERNAL, "update path too deep");
         memcpy(p->num, num, numlen + 1);
         p->s = p->num;
         p->len = numlen;

@@ -38,7 +38,8 @@ static int array_values(mk_update_t *u, const uint8_t *data, uint32_t len, up_va
     up_val_t *v = up_alloc(u, count * sizeof *v);
     if (!v) return mk_error_nomem(err);
     mk_raw_iter_init(&it, data, len);
-    for (uint32_t i = 0; mk_raw_iter_next(&it, &bad); i++) v[i] = (up_val_t){it.type, it.value, it.vlen};
+    for (uint32_t i = 0; mk_raw_iter_next(&it, &bad); i++)
+        v[i] = (up_val_t){it.type, it.value, it.vlen};
     *out = v;
     *n = count;
     return MK_OK;
@@ -130,9 +131,10 @@ static int parse_sort(mk_update_t *u, up_leaf_t *l, const mk_raw_iter_t *c, mk_e
         l->sort_dir = dir < 0 ? -1 : 1;
         return MK_OK;
     }
-    return mk_error_setc(err, MK_CODE_BAD_VALUE,
-                         "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} "
-                         "to sort embedded fields");
+    return mk_error_setc(
+        err, MK_CODE_BAD_VALUE,
+        "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} "
+        "to sort embedded fields");
 }
 
 static bool has_each(const up_val_t *arg)
@@ -246,7 +248,8 @@ int up_parse_add_to_set(mk_update_t *u, up_leaf_t *l, mk_error_t *err)
     uint32_t kept = 0;
     for (uint32_t i = 0; i < l->nvalues; i++) {
         bool dup = false;
-        for (uint32_t j = 0; j < kept && !dup; j++) dup = raw_cmp(&l->values[j], &l->values[i]) == 0;
+        for (uint32_t j = 0; j < kept && !dup; j++)
+            dup = raw_cmp(&l->values[j], &l->values[i]) == 0;
         if (!dup) l->values[kept++] = l->values[i];
     }
     l->nvalues = kept;
@@ -301,12 +304,20 @@ int up_parse_pull_all(mk_update_t *u, up_leaf_t *l, mk_error_t *err)
 static bool path_operator(const char *k, uint32_t len)
 {
     static const char *const ops[] = {
-        "$eq",         "$ne",          "$gt",           "$gte",         "$lt",
-        "$lte",        "$in",          "$nin",          "$all",         "$elemMatch",
-        "$exists",     "$type",        "$size",         "$mod",         "$regex",
-        "$options",    "$not",         "$bitsAllSet",   "$bitsAllClear", "$bitsAnySet",
-        "$bitsAnyClear", "$geoIntersects", "$geoWithin", "$near",        "$nearSphere",
-        "$within",     "$maxDistance", "$minDistance",
+        "$eq",           "$ne",
+        "$gt",           "$gte",
+        "$lt",           "$lte",
+        "$in",           "$nin",
+        "$all",          "$elemMatch",
+        "$exists",       "$type",
+        "$size",         "$mod",
+        "$regex",        "$options",
+        "$not",          "$bitsAllSet",
+        "$bitsAllClear", "$bitsAnySet",
+        "$bitsAnyClear", "$geoIntersects",
+        "$geoWithin",    "$near",
+        "$nearSphere",   "$within",
+        "$maxDistance",  "$minDistance",
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i]) == len && !memcmp(ops[i], k, len)) return true;
@@ -409,7 +420,8 @@ static void merge_sort(const up_leaf_t *l, sort_item_t *items, sort_item_t *tmp,
     merge_sort(l, items, tmp, mid);
     merge_sort(l, items + mid, tmp, n - mid);
     uint32_t i = 0, j = mid, k = 0;
-    while (i < mid && j < n) tmp[k++] = item_cmp(l, &items[j], &items[i]) < 0 ? items[j++] : items[i++];
+    while (i < mid && j < n)
+        tmp[k++] = item_cmp(l, &items[j], &items[i]) < 0 ? items[j++] : items[i++];
     while (i < mid) tmp[k++] = items[i++];
     while (j < n) tmp[k++] = items[j++];
     memcpy(items, tmp, n * sizeof *items);
@@ -431,9 +443,9 @@ static int sort_array(up_ctx_t *c, const up_leaf_t *l, mk_tnode_t *arr)
         it->keys = mk_tree_alloc(c->t, l->nsort_keys * sizeof *it->keys);
         if (!it->keys) return mk_error_nomem(c->err);
         bson_t doc;
-        bool is_doc = it->whole.value_type == BSON_TYPE_DOCUMENT &&
-                      bson_init_static(&doc, it->whole.value.v_doc.data,
-                                       it->whole.value.v_doc.data_len);
+        bool is_doc =
+            it->whole.value_type == BSON_TYPE_DOCUMENT &&
+            bson_init_static(&doc, it->whole.value.v_doc.data, it->whole.value.v_doc.data_len);
         for (uint32_t k = 0; k < l->nsort_keys; k++) {
             bson_iter_t found;
             /* A missing field (or a non-document element) sorts as null. */
@@ -500,7 +512,8 @@ static int add_to_set(up_ctx_t *c, const up_leaf_t *l, mk_tnode_t *arr, bool *ch
         if (!up_val_decode(&l->values[v], &val))
             return mk_error_setc(c->err, MK_CODE_INVALID_BSON, "invalid BSON in update");
         bool present = false;
-        for (uint32_t i = 0; i < existing && !present; i++) present = mk_value_cmp(&have[i], &val) == 0;
+        for (uint32_t i = 0; i < existing && !present; i++)
+            present = mk_value_cmp(&have[i], &val) == 0;
         if (present) continue;
         int rc = insert_value(c, arr, UINT32_MAX, &l->values[v]);
         if (rc != MK_OK) return rc;

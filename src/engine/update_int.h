@@ -57,7 +57,7 @@ typedef struct up_leaf {
     const char *opname; /* "$inc" */
     const char *field;  /* the key as written: "a.b" (the source path for $rename) */
     uint32_t fieldlen;
-    up_val_t arg; /* the operand */
+    up_val_t arg;     /* the operand */
     bson_value_t num; /* $inc / $mul operand */
     /* $push / $addToSet / $pullAll values */
     up_val_t *values;
@@ -193,6 +193,13 @@ void *up_alloc(mk_update_t *u, size_t n);
 /* Registers a $pull matcher and the document it was compiled from (owned) for destruction;
  * on failure both are destroyed. */
 int up_keep_matcher(mk_update_t *u, mk_matcher_t *m, bson_t *doc, mk_error_t *err);
+
+/* Decimal128 arithmetic (update_decimal.c): a + b or a * b where at least one is a decimal
+ * and the other any number; the result is a decimal. Identical: both decimals, equal values
+ * (1.0 and 1.00 are identical, as MongoDB's no-op check has it). */
+int up_decimal_arith(bool multiply, const bson_value_t *a, const bson_value_t *b,
+                     bson_value_t *out);
+bool up_decimal_identical(const bson_value_t *a, const bson_value_t *b);
 
 /* The replacement path (update_replace.c). */
 int up_apply_replacement(const mk_update_t *u, const bson_t *doc, bool inserting, int64_t now_ms,

@@ -20,7 +20,8 @@ static int check_dollar_fields(const bson_t *doc, mk_error_t *err)
     mk_tree_init_bson(&t, doc);
     mk_tnode_t *root = mk_tree_root(&t);
     int rc = mk_tnode_expand(&t, root, err);
-    for (uint32_t i = 0; rc == MK_OK && i < root->nkids; i++) rc = up_check_dollar_field(root, i, err);
+    for (uint32_t i = 0; rc == MK_OK && i < root->nkids; i++)
+        rc = up_check_dollar_field(root, i, err);
     mk_tree_destroy(&t);
     return rc;
 }
@@ -80,6 +81,7 @@ int up_apply_replacement(const mk_update_t *u, const bson_t *doc, bool inserting
         return mk_error_setc(err, MK_CODE_OVERFLOW, "Document exceeds maximum nesting depth of %d",
                              MK_MAX_DEPTH);
     if ((rc = up_check_size(out->len, inserting, err)) != MK_OK) return rc;
-    *changed = out->len != doc->len || memcmp(bson_get_data(out), bson_get_data(doc), doc->len) != 0;
+    *changed =
+        out->len != doc->len || memcmp(bson_get_data(out), bson_get_data(doc), doc->len) != 0;
     return MK_OK;
 }

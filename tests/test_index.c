@@ -1,0 +1,298 @@
+/* Secondary indexes: createIndexes/listIndexes/dropIndexes, unique constraints, maintenance on
+ * every write, builds over existing data, and the validate command. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "bson/path.h"
+
+static mk_engine_t *eng;
+static char *dir;
+
+static int setup(void **state)
+{
+    dir = tu_tmpdir("index");
+    mk_error_t err = {0};
+    eng = mk_engine_open(dir, &(mk_engine_opts_t){.no_sync = true}, &err);
+    if (!eng) fail_msg("open: %s", err.message);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    mk_engine_close(eng);
+    tu_rmdir(dir);
+    free(dir);
+    return 0;
+}
+
+static bson_t *run(const char *json)
+{
+    bson_t *cmd = tu_bson(json);
+    bson_t *reply = bson_new();
+    mk_engine_command(eng, "test", cmd, reply, NULL);
+    bson_destroy(cmd);
+    return reply;
+}
+
+static void ok(const char *json)
+{
+    bson_t *r = run(json);
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, r, "ok") || bson_iter_as_double(&it) != 1.0 ||
+        bson_iter_init_find(&it, r, "writeErrors")) {
+        char *s = bson_as_relaxed_extended_json(r, NULL);
+        fail_msg("command failed: %s\n  reply: %s", json, s);
+    }
+    bson_destroy(r);
+}
+
+static int64_t get_int(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    if (!mk_path_get(doc, path, &it)) {
+        char *s = bson_as_relaxed_extended_json(doc, NULL);
+        fail_msg("no field %s in %s", path, s);
+    }
+    return bson_iter_as_int64(&it);
+}
+
+static const char *get_str(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    if (!mk_path_get(doc, path, &it) || !BSON_ITER_HOLDS_UTF8(&it)) {
+        char *s = bson_as_relaxed_extended_json(doc, NULL);
+        fail_msg("no string %s in %s", path, s);
+    }
+    return bson_iter_utf8(&it, NULL);
+}
+
+static void expect_error(const char *json, int code, const char *part)
+{
+    bson_t *r = run(json);
+    int64_t got = get_int(r, "ok") == 0 ? get_int(r, "code") : get_int(r, "writeErrors.0.code");
+    const char *msg =
+        get_int(r, "ok") == 0 ? get_str(r, "errmsg") : get_str(r, "writeErrors.0.errmsg");
+    if (got != code || (part && !strstr(msg, part)))
+        fail_msg("expected %d '%s' for %s, got %lld '%s'", code, part ? part : "", json,
+                 (long long)got, msg);
+    bson_destroy(r);
+}
+
+static void assert_valid(const char *coll)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "{ validate: '%s' }", coll);
+    bson_t *r = run(buf);
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, r, "valid") || !bson_iter_as_bool(&it)) {
+        char *s = bson_as_relaxed_extended_json(r, NULL);
+        fail_msg("validate failed: %s", s);
+    }
+    bson_destroy(r);
+}
+
+static void test_create_list_drop(void **state)
+{
+    ok("{ drop: 'users' }");
+    bson_t *r = run("{ createIndexes: 'users', indexes: [ { key: { email: 1 }, name: 'email_1', "
+                    "unique: true } ] }");
+    tu_assert_bson_eq(r, "{ numIndexesBefore: 1, numIndexesAfter: 2, "
+                         "createdCollectionAutomatically: true, ok: 1.0 }");
+    bson_destroy(r);
+    r = run("{ createIndexes: 'users', indexes: [ { key: { email: 1 }, name: 'email_1', unique: "
+            "true } ] }");
+    tu_assert_bson_eq(r, "{ numIndexesBefore: 2, numIndexesAfter: 2, note: 'all indexes already "
+                         "exist', createdCollectionAutomatically: false, ok: 1.0 }");
+    bson_destroy(r);
+    /* default name; compound with mixed directions */
+    ok("{ createIndexes: 'users', indexes: [ { key: { lastName: 1, firstName: -1 } } ] }");
+    r = run("{ listIndexes: 'users' }");
+    assert_string_equal(get_str(r, "cursor.firstBatch.0.name"), "_id_");
+    assert_string_equal(get_str(r, "cursor.firstBatch.1.name"), "email_1");
+    assert_int_equal(get_int(r, "cursor.firstBatch.1.unique"), 1);
+    assert_string_equal(get_str(r, "cursor.firstBatch.2.name"), "lastName_1_firstName_-1");
+    assert_string_equal(get_str(r, "cursor.ns"), "test.users");
+    bson_destroy(r);
+    expect_error("{ createIndexes: 'users', indexes: [ { key: { other: 1 }, name: 'email_1' } ] }",
+                 86, "same name");
+    expect_error("{ createIndexes: 'users', indexes: [ { key: { email: 1 }, name: 'mail' , unique: "
+                 "true } ] }",
+                 85, "different name: email_1");
+    expect_error("{ createIndexes: 'users', indexes: [ { key: { email: 1 }, name: 'email_1' } ] }",
+                 85, NULL);
+    expect_error("{ createIndexes: 'users', indexes: [ { key: { t: 'text' }, name: 't' } ] }", 2,
+                 "not supported");
+    expect_error("{ createIndexes: 'users', indexes: [ { key: { a: 1 }, name: 'a', collation: { "
+                 "locale: 'fr' } } ] }",
+                 2, "collation");
+    expect_error("{ listIndexes: 'nope' }", 26, "ns does not exist");
+    expect_error("{ dropIndexes: 'users', index: 'nope_1' }", 27,
+                 "index not found with name [nope_1]");
+    expect_error("{ dropIndexes: 'users', index: '_id_' }", 72, "cannot drop _id index");
+    r = run("{ dropIndexes: 'users', index: { lastName: 1, firstName: -1 } }");
+    assert_int_equal(get_int(r, "nIndexesWas"), 3);
+    bson_destroy(r);
+    r = run("{ listIndexes: 'users' }");
+    bson_iter_t it;
+    assert_false(mk_path_get(r, "cursor.firstBatch.2", &it));
+    bson_destroy(r);
+    ok("{ dropIndexes: 'users', index: '*' }");
+    r = run("{ listIndexes: 'users' }");
+    assert_false(mk_path_get(r, "cursor.firstBatch.1", &it));
+    bson_destroy(r);
+}
+
+static void test_unique(void **state)
+{
+    ok("{ drop: 'u' }");
+    ok("{ createIndexes: 'u', indexes: [ { key: { email: 1 }, name: 'email_1', unique: true } ] }");
+    ok("{ insert: 'u', documents: [ { _id: 1, email: 'a@b.c' }, { _id: 2, email: 'x@y.z' } ] }");
+    bson_t *r = run("{ insert: 'u', documents: [ { _id: 3, email: 'a@b.c' } ] }");
+    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
+    assert_string_equal(get_str(r, "writeErrors.0.errmsg"),
+                        "E11000 duplicate key error collection: test.u index: email_1 dup key: { "
+                        "email: \"a@b.c\" }");
+    bson_destroy(r);
+    /* the failed insert left nothing: neither record nor index entry */
+    r = run("{ count: 'u' }");
+    assert_int_equal(get_int(r, "n"), 2);
+    bson_destroy(r);
+    assert_valid("u");
+    /* an update onto a taken key fails and changes nothing */
+    r = run("{ update: 'u', updates: [ { q: { _id: 2 }, u: { $set: { email: 'a@b.c' } } } ] }");
+    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
+    bson_destroy(r);
+    r = run("{ find: 'u', filter: { _id: 2 } }");
+    assert_string_equal(get_str(r, "cursor.firstBatch.0.email"), "x@y.z");
+    bson_destroy(r);
+    /* moving a key frees the old one */
+    ok("{ update: 'u', updates: [ { q: { _id: 1 }, u: { $set: { email: 'new@b.c' } } } ] }");
+    ok("{ insert: 'u', documents: [ { _id: 3, email: 'a@b.c' } ] }");
+    /* deleting frees it too */
+    ok("{ delete: 'u', deletes: [ { q: { _id: 3 }, limit: 1 } ] }");
+    ok("{ insert: 'u', documents: [ { _id: 4, email: 'a@b.c' } ] }");
+    /* missing fields are null: two docs without email collide */
+    ok("{ insert: 'u', documents: [ { _id: 5 } ] }");
+    expect_error("{ insert: 'u', documents: [ { _id: 6 } ] }", 11000, "dup key: { email: null }");
+    assert_valid("u");
+}
+
+static void test_unique_build_fails_cleanly(void **state)
+{
+    ok("{ drop: 'b' }");
+    ok("{ insert: 'b', documents: [ { _id: 1, k: 1 }, { _id: 2, k: 2 }, { _id: 3, k: 1 } ] }");
+    expect_error(
+        "{ createIndexes: 'b', indexes: [ { key: { k: 1 }, name: 'k_1', unique: true } ] }", 11000,
+        "index: k_1 dup key: { k: 1 }");
+    bson_t *r = run("{ listIndexes: 'b' }");
+    bson_iter_t it;
+    assert_false(mk_path_get(r, "cursor.firstBatch.1", &it));
+    bson_destroy(r);
+    /* a non-unique build over the same data works and validates */
+    ok("{ createIndexes: 'b', indexes: [ { key: { k: 1 }, name: 'k_1' } ] }");
+    assert_valid("b");
+}
+
+static void test_multikey_sparse_partial(void **state)
+{
+    ok("{ drop: 'm' }");
+    ok("{ createIndexes: 'm', indexes: [ { key: { tags: 1 }, name: 'tags_1' },"
+       " { key: { s: 1 }, name: 's_1', sparse: true, unique: true },"
+       " { key: { p: 1 }, name: 'p_1', unique: true, partialFilterExpression: { active: true } } ] "
+       "}");
+    ok("{ insert: 'm', documents: [ { _id: 1, tags: ['a', 'b', 'a'], p: 1 }, { _id: 2, tags: [], "
+       "p: 1, active: true },"
+       " { _id: 3, tags: 'c', s: 1, p: 1 } ] }");
+    /* sparse unique: documents without s do not collide */
+    ok("{ insert: 'm', documents: [ { _id: 4 } ] }");
+    expect_error("{ insert: 'm', documents: [ { _id: 5, s: 1 } ] }", 11000, "s_1");
+    /* partial unique: only active documents are constrained */
+    ok("{ insert: 'm', documents: [ { _id: 6, p: 1 } ] }");
+    expect_error("{ insert: 'm', documents: [ { _id: 7, p: 1, active: true } ] }", 11000, "p_1");
+    assert_valid("m");
+}
+
+static void test_parallel_arrays(void **state)
+{
+    ok("{ drop: 'pa' }");
+    ok("{ createIndexes: 'pa', indexes: [ { key: { a: 1, b: 1 }, name: 'a_1_b_1' } ] }");
+    ok("{ insert: 'pa', documents: [ { _id: 1, a: [1, 2], b: 1 } ] }");
+    expect_error("{ insert: 'pa', documents: [ { _id: 2, a: [1, 2], b: [1, 2] } ] }", 171,
+                 "parallel arrays");
+    bson_t *r = run("{ count: 'pa' }");
+    assert_int_equal(get_int(r, "n"), 1);
+    bson_destroy(r);
+    assert_valid("pa");
+}
+
+static void test_maintenance_under_many_writes(void **state)
+{
+    ok("{ drop: 'w' }");
+    ok("{ createIndexes: 'w', indexes: [ { key: { a: 1 }, name: 'a_1' }, { key: { 'x.y': -1, a: 1 "
+       "}, name: 'xy' },"
+       " { key: { tags: 1 }, name: 'tags_1' } ] }");
+    uint32_t seed = 12345;
+    for (int i = 0; i < 400; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int id = (int)(seed >> 8) % 60, v = (int)(seed >> 16) % 7;
+        char buf[400];
+        switch (seed % 5) {
+        case 0:
+            snprintf(buf, sizeof buf,
+                     "{ insert: 'w', documents: [ { _id: %d, a: %d, x: { y: 'k%d' }, tags: ['t%d', "
+                     "'t%d'] } ] }",
+                     id, v, v, v, v + 1);
+            break;
+        case 1:
+            snprintf(buf, sizeof buf,
+                     "{ update: 'w', updates: [ { q: { _id: %d }, u: { $set: { a: %d, 'x.y': %d } "
+                     "} } ] }",
+                     id, v, v);
+            break;
+        case 2:
+            snprintf(buf, sizeof buf,
+                     "{ update: 'w', updates: [ { q: { a: %d }, u: { $push: { tags: 'p%d' } }, "
+                     "multi: true } ] }",
+                     v, v);
+            break;
+        case 3:
+            snprintf(buf, sizeof buf, "{ delete: 'w', deletes: [ { q: { _id: %d }, limit: 1 } ] }",
+                     id);
+            break;
+        default:
+            snprintf(buf, sizeof buf,
+                     "{ findAndModify: 'w', query: { _id: %d }, update: { _id: %d, a: %d }, "
+                     "upsert: true }",
+                     id, id, v);
+            break;
+        }
+        bson_t *r = run(buf);
+        bson_destroy(r);
+    }
+    assert_valid("w");
+    /* indexes persist across reopen */
+    mk_engine_close(eng);
+    mk_error_t err = {0};
+    eng = mk_engine_open(dir, NULL, &err);
+    assert_non_null(eng);
+    bson_t *r = run("{ listIndexes: 'w' }");
+    assert_string_equal(get_str(r, "cursor.firstBatch.3.name"), "tags_1");
+    bson_destroy(r);
+    assert_valid("w");
+    ok("{ insert: 'w', documents: [ { _id: 1000, a: 1 } ] }");
+    assert_valid("w");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_list_drop),
+        cmocka_unit_test(test_unique),
+        cmocka_unit_test(test_unique_build_fails_cleanly),
+        cmocka_unit_test(test_multikey_sparse_partial),
+        cmocka_unit_test(test_parallel_arrays),
+        cmocka_unit_test(test_maintenance_under_many_writes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
