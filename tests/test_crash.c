@@ -3,7 +3,9 @@
  *
  * Each round forks a child that opens the data directory and runs a seeded stream of write
  * commands on collection `c` (single and batch inserts, $set/$inc by _id, multi updates,
- * multi-statement updates and deletes, deletes by filter, findAndModify). Before each command
+ * multi-statement updates and deletes, deletes by filter, findAndModify, building and dropping
+ * an index, creating collections); `c` carries secondary indexes (one unique) on the fields
+ * those commands change, and the validate command must find them in step. Before each command
  * the child sends the parent an INTENT record describing it, and after the command returned ok
  * an ACK record, both fixed-size writes to a pipe (atomic below PIPE_BUF). The parent kills the
  * child at a random moment, reopens the directory and checks that the documents are exactly
@@ -53,13 +55,14 @@ enum op_kind {
     OP_FAM,     /* findAndModify $inc n + $set s by _id, new: true */
     OP_FAMDEL,  /* findAndModify remove the smallest _id of group g */
     OP_NEWCOLL, /* insert into a new collection k<seq> (a catalog change) */
+    OP_INDEX,   /* count 1: build index n_1_m_1 over every document; count 0: drop it */
     OP_KINDS
 };
 
 static const char *const op_names[OP_KINDS] = {
-    "insert-one",      "insert-batch",  "inc-by-id",        "set-by-id",
-    "multi-inc-group", "update-stmts",  "delete-id",        "delete-stmts",
-    "delete-group",    "fam-inc-by-id", "fam-remove-group", "new-collection"};
+    "insert-one",       "insert-batch",   "inc-by-id",    "set-by-id",    "multi-inc-group",
+    "update-stmts",     "delete-id",      "delete-stmts", "delete-group", "fam-inc-by-id",
+    "fam-remove-group", "new-collection", "toggle-index"};
 
 typedef struct op {
     uint32_t kind;
@@ -101,7 +104,14 @@ typedef struct model {
     bool c_exists;
     int64_t colls[MAX_EXTRA_COLLS]; /* seq of each collection k<seq> */
     size_t ncolls;
+    bool extra_index; /* n_1_m_1 exists */
 } model_t;
+
+/* Secondary indexes of c, on fields the commands change: every write must keep them in step
+ * with the records, in the same transaction. One is unique (its entries are laid out
+ * differently); the last one comes and goes with OP_INDEX. */
+static const char *const index_names[] = {"_id_", "g_1_n_1", "s_-1", "m_1__id_1", "n_1_m_1"};
+#define NINDEXES 4 /* always there */
 
 static int32_t group_of(int64_t id)
 {
@@ -210,6 +220,9 @@ static bool op_apply(model_t *m, const op_t *op)
     case OP_NEWCOLL:
         m->colls[m->ncolls++] = op->seq;
         break;
+    case OP_INDEX:
+        m->extra_index = op->count != 0;
+        break;
     }
     return true;
 }
@@ -228,6 +241,8 @@ static void op_describe(const op_t *op, char *buf, size_t cap)
                  op->count);
     else if (op->kind == OP_NEWCOLL)
         snprintf(buf + k, cap - k, " k%" PRId64, op->seq);
+    else if (op->kind == OP_INDEX)
+        snprintf(buf + k, cap - k, op->count ? " create n_1_m_1" : " drop n_1_m_1");
     else
         for (uint32_t i = 0; i < op->nids && (size_t)k < cap; i++) {
             int w = snprintf(buf + k, cap - k, " _id %" PRId64, op->ids[i]);
@@ -292,6 +307,7 @@ static void gen_op(model_t *m, uint64_t *rng, op_t *op)
         w[OP_DEL2] = crowded ? 8 : 3;
     }
     if (m->ncolls < MAX_EXTRA_COLLS) w[OP_NEWCOLL] = 1;
+    w[OP_INDEX] = 1;
     int total = 0;
     for (int k = 0; k < OP_KINDS; k++) total += w[k];
     int pick = (int)rng_below(rng, (uint32_t)total);
@@ -339,6 +355,9 @@ static void gen_op(model_t *m, uint64_t *rng, op_t *op)
             op->count += group_of(m->live[i]) == op->g && m->live[i] < op->first;
         break;
     }
+    case OP_INDEX:
+        op->count = !m->extra_index;
+        break;
     case OP_FAMDEL:
         op->g = group_of(random_live(m, rng));
         op->ids[0] = INT64_MAX;
@@ -503,6 +522,17 @@ static bool run_op(mk_engine_t *eng, const model_t *m, const op_t *op, char *why
         cmd = mk_bson(&e, "{ insert: ?, documents: [ { _id: ?, v: 'k' } ] }", MK_STR(name),
                       MK_I64(op->seq));
         ok = exec_cmd(eng, cmd, &e, &reply, "n", 1, why, cap);
+        break;
+    case OP_INDEX:
+        if (op->count)
+            cmd = mk_bson(&e,
+                          "{ createIndexes: 'c', indexes: [ { key: { n: 1, m: 1 }, name: ? } "
+                          "] }",
+                          MK_STR(index_names[NINDEXES]));
+        else
+            cmd = mk_bson(&e, "{ dropIndexes: 'c', index: ? }", MK_STR(index_names[NINDEXES]));
+        ok = exec_cmd(eng, cmd, &e, &reply, op->count ? "numIndexesAfter" : "nIndexesWas",
+                      NINDEXES + 1, why, cap);
         break;
     }
     if (!ok && !why[0]) snprintf(why, cap, "building the command failed: %.200s", e.message);
@@ -733,14 +763,18 @@ typedef struct actual {
     size_t n, cap;
     char **colls;
     size_t ncolls, colls_cap;
+    char **indexes; /* of c */
+    size_t nindexes, indexes_cap;
 } actual_t;
 
 static void actual_free(actual_t *a)
 {
     for (size_t i = 0; i < a->n; i++) bson_destroy(a->docs[i]);
     for (size_t i = 0; i < a->ncolls; i++) free(a->colls[i]);
+    for (size_t i = 0; i < a->nindexes; i++) free(a->indexes[i]);
     free(a->docs);
     free(a->colls);
+    free(a->indexes);
     memset(a, 0, sizeof *a);
 }
 
@@ -850,6 +884,39 @@ static bool take_batch(crash_ctx_t *cx, const bson_t *reply, const char *batch, 
     return true;
 }
 
+static bool has_name(char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return true;
+    return false;
+}
+
+/* The "name" of each entry of a listCollections / listIndexes reply (one batch). */
+static bool take_names(crash_ctx_t *cx, const bson_t *reply, char ***names, size_t *n, size_t *cap)
+{
+    bson_iter_t it, arr;
+    bool found;
+    if (field_int(reply, "cursor.id", &found) != 0 || !found || !bson_iter_init(&it, reply) ||
+        !bson_iter_find_descendant(&it, "cursor.firstBatch", &arr) ||
+        !BSON_ITER_HOLDS_ARRAY(&arr) || !bson_iter_recurse(&arr, &it))
+        return failf(cx, "unexpected listCollections/listIndexes reply\n");
+    while (bson_iter_next(&it)) {
+        bson_iter_t name;
+        char *s = NULL, **v = NULL;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &name) ||
+            !bson_iter_find(&name, "name") || !BSON_ITER_HOLDS_UTF8(&name))
+            return failf(cx, "listCollections/listIndexes entry without a name\n");
+        if (!(s = strdup(bson_iter_utf8(&name, NULL))) ||
+            !(v = grow(*names, cap, *n + 1, sizeof *v))) {
+            free(s);
+            return failf(cx, "out of memory\n");
+        }
+        *names = v;
+        v[(*n)++] = s;
+    }
+    return true;
+}
+
 /* Reads collection c whole (through getMore), its count, and the collection list, checking
  * the structure as it goes; the k<seq> collections must each hold their one document. */
 static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
@@ -879,29 +946,13 @@ static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
 
     if (!query(cx, eng, mk_bson(&e, "{ listCollections: 1, nameOnly: true }"), &e, &r))
         return false;
-    bson_iter_t it, arr;
-    if (field_int(r, "cursor.id", &found) != 0 || !bson_iter_init(&it, r) ||
-        !bson_iter_find_descendant(&it, "cursor.firstBatch", &arr) ||
-        !bson_iter_recurse(&arr, &it)) {
-        bson_destroy(r);
-        return failf(cx, "unexpected listCollections reply\n");
-    }
-    while (ok && bson_iter_next(&it)) {
-        bson_iter_t name;
-        char *s = NULL, **colls = NULL;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &name) ||
-            !bson_iter_find(&name, "name") || !BSON_ITER_HOLDS_UTF8(&name))
-            ok = failf(cx, "listCollections entry without a name\n");
-        else if (!(s = strdup(bson_iter_utf8(&name, NULL))) ||
-                 !(colls = grow(a->colls, &a->colls_cap, a->ncolls + 1, sizeof *colls))) {
-            free(s);
-            ok = failf(cx, "out of memory\n");
-        } else {
-            a->colls = colls;
-            a->colls[a->ncolls++] = s;
-        }
-    }
+    ok = take_names(cx, r, &a->colls, &a->ncolls, &a->colls_cap);
     bson_destroy(r);
+    if (ok && has_name(a->colls, a->ncolls, "c")) {
+        if (!query(cx, eng, mk_bson(&e, "{ listIndexes: 'c' }"), &e, &r)) return false;
+        ok = take_names(cx, r, &a->indexes, &a->nindexes, &a->indexes_cap);
+        bson_destroy(r);
+    }
 
     for (size_t i = 0; ok && i < a->ncolls; i++) {
         const char *name = a->colls[i];
@@ -909,21 +960,17 @@ static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
         int64_t seq = strtoll(name + 1, NULL, 10);
         if (!query(cx, eng, mk_bson(&e, "{ find: ? }", MK_STR(name)), &e, &r)) return false;
         bson_t *want = mk_bson(&e, "{ v: [ { _id: ?, v: 'k' } ] }", MK_I64(seq));
-        bson_iter_t got;
-        bson_t have;
-        const uint8_t *data;
-        uint32_t len;
+        bson_iter_t it, got, wit;
+        const uint8_t *data, *wdata;
+        uint32_t len, wlen;
         ok = want && bson_iter_init(&it, r) &&
              bson_iter_find_descendant(&it, "cursor.firstBatch", &got) &&
-             BSON_ITER_HOLDS_ARRAY(&got);
+             BSON_ITER_HOLDS_ARRAY(&got) && bson_iter_init_find(&wit, want, "v");
         if (ok) {
+            /* the batch must be byte for byte the one-document array */
             bson_iter_array(&got, &len, &data);
-            bson_iter_init(&it, want);
-            bson_iter_next(&it);
-            const uint8_t *wdata;
-            uint32_t wlen;
-            bson_iter_array(&it, &wlen, &wdata);
-            ok = bson_init_static(&have, data, len) && len == wlen && memcmp(data, wdata, len) == 0;
+            bson_iter_array(&wit, &wlen, &wdata);
+            ok = len == wlen && memcmp(data, wdata, len) == 0;
         }
         if (!ok) {
             char *s = bson_as_relaxed_extended_json(r, NULL);
@@ -935,13 +982,6 @@ static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
         bson_destroy(r);
     }
     return ok;
-}
-
-static bool has_coll(const actual_t *a, const char *name)
-{
-    for (size_t i = 0; i < a->ncolls; i++)
-        if (strcmp(a->colls[i], name) == 0) return true;
-    return false;
 }
 
 /* Compares the directory with a model state; the differences are described in out. */
@@ -994,14 +1034,19 @@ static size_t diff_state(const model_t *m, const actual_t *a, char *out, size_t 
     free(seen);
     bson_destroy(&want);
     size_t nexpect = m->ncolls + (m->c_exists ? 1 : 0);
-    if (m->c_exists != has_coll(a, "c"))
+    if (m->c_exists != has_name(a->colls, a->ncolls, "c"))
         NOTE("collection c %s\n", m->c_exists ? "missing" : "unexpected");
     for (size_t i = 0; i < m->ncolls; i++) {
         char name[32];
         snprintf(name, sizeof name, "k%" PRId64, m->colls[i]);
-        if (!has_coll(a, name)) NOTE("missing collection %s\n", name);
+        if (!has_name(a->colls, a->ncolls, name)) NOTE("missing collection %s\n", name);
     }
     if (a->ncolls != nexpect) NOTE("%zu collections listed, expected %zu\n", a->ncolls, nexpect);
+    size_t nindexes = m->c_exists ? NINDEXES + m->extra_index : 0;
+    for (size_t i = 0; i < nindexes; i++)
+        if (!has_name(a->indexes, a->nindexes, index_names[i]))
+            NOTE("missing index %s\n", index_names[i]);
+    if (a->nindexes != nindexes) NOTE("%zu indexes listed, expected %zu\n", a->nindexes, nindexes);
     if (ndiff > 12 && k < cap)
         snprintf(out + k, cap - k, "    ... %zu differences in all\n", ndiff);
 #undef NOTE
@@ -1053,6 +1098,32 @@ static bool check_queries(crash_ctx_t *cx, mk_engine_t *eng, uint64_t *rng)
     return true;
 }
 
+/* The validate command walks every record and checks its index entries, and counts each
+ * index's entries: a crash must never leave an index out of step with the records. */
+static bool check_indexes(crash_ctx_t *cx, mk_engine_t *eng, size_t ndocs)
+{
+    mk_error_t e = {0};
+    bson_t *r;
+    if (!query(cx, eng, mk_bson(&e, "{ validate: 'c' }"), &e, &r)) return false;
+    bson_iter_t it;
+    bool ok =
+        bson_iter_init_find(&it, r, "valid") && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
+    for (size_t i = 0; ok && i < (size_t)NINDEXES + cx->model.extra_index; i++) {
+        char path[64];
+        bool found;
+        snprintf(path, sizeof path, "keysPerIndex.%s", index_names[i]);
+        ok = field_int(r, path, &found) == (int64_t)ndocs && found;
+    }
+    if (!ok) {
+        char *s = bson_as_relaxed_extended_json(r, NULL);
+        failf(cx, "validate finds the indexes out of step with the %zu documents: %.2000s\n", ndocs,
+              s ? s : "?");
+        bson_free(s);
+    }
+    bson_destroy(r);
+    return ok;
+}
+
 static bool verify(crash_ctx_t *cx, round_state_t *rd, uint64_t *rng)
 {
     mk_error_t err = {0};
@@ -1084,6 +1155,7 @@ static bool verify(crash_ctx_t *cx, round_state_t *rd, uint64_t *rng)
                        desc, without, with);
     }
     if (ok) ok = check_queries(cx, eng, rng);
+    if (ok) ok = check_indexes(cx, eng, a.n);
     free(without);
     free(with);
     actual_free(&a);
@@ -1138,6 +1210,26 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return s && *s ? strtoull(s, NULL, 0) : dflt;
 }
 
+/* Creates c with its secondary indexes, before any writer runs. */
+static bool create_indexes(crash_ctx_t *cx)
+{
+    mk_error_t err = {0};
+    mk_engine_t *eng = mk_engine_open(cx->dir, cx->opts, &err);
+    if (!eng) return failf(cx, "opening the data directory failed: %s\n", err.message);
+    bson_t *r;
+    bool ok = query(cx, eng,
+                    mk_bson(&err,
+                            "{ createIndexes: 'c', indexes: [ { key: { g: 1, n: 1 }, name: ? }, "
+                            "{ key: { s: -1 }, name: ? }, { key: { m: 1, _id: 1 }, name: ?, "
+                            "unique: true } ] }",
+                            MK_STR(index_names[1]), MK_STR(index_names[2]), MK_STR(index_names[3])),
+                    &err, &r);
+    if (ok) bson_destroy(r);
+    mk_engine_close(eng);
+    cx->model.c_exists = true;
+    return ok;
+}
+
 static void crash_run(crash_ctx_t *cx, const char *name, const mk_engine_opts_t *opts,
                       double budget_s)
 {
@@ -1147,6 +1239,7 @@ static void crash_run(crash_ctx_t *cx, const char *name, const mk_engine_opts_t 
     cx->model.next_id = 1;
     cx->model.next_seq = 1;
     cx->base_seed = env_u64("MK_CRASH_SEED", (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20));
+    if (!create_indexes(cx)) fail_msg("%s: %s", name, cx->report);
     int64_t t0 = now_us();
     for (cx->round = 0;; cx->round++) {
         double elapsed = (double)(now_us() - t0) / 1e6;

@@ -43,6 +43,9 @@ enum {
     MK_CODE_INVALID_NAMESPACE = 73,
     MK_CODE_WRITE_CONFLICT = 112,
     MK_CODE_NO_SUCH_TRANSACTION = 251,
+    MK_CODE_TRANSACTION_TOO_OLD = 225,
+    MK_CODE_TRANSACTION_COMMITTED = 256,
+    MK_CODE_NO_SUCH_SESSION = 206,
     MK_CODE_INVALID_BSON = 22,
     MK_CODE_BSON_OBJECT_TOO_LARGE = 10334,
     MK_CODE_DUPLICATE_KEY = 11000,
@@ -53,8 +56,15 @@ enum {
 #define MK_ERROR_KIND_MAX 48
 #define MK_ERROR_MSG_MAX  1024
 
+/* MongoDB's error labels (errorLabels in replies). */
+enum {
+    MK_LABEL_TRANSIENT_TRANSACTION = 1, /* "TransientTransactionError": retry the transaction */
+    MK_LABEL_UNKNOWN_COMMIT_RESULT = 2, /* "UnknownTransactionCommitResult": retry the commit */
+};
+
 typedef struct mk_error {
     int code;                     /* MongoDB code, 0 when the error is not a server error */
+    unsigned labels;              /* MK_LABEL_* bits */
     char kind[MK_ERROR_KIND_MAX]; /* codeName ("BadValue") or Mongoose kind ("CastError") */
     char message[MK_ERROR_MSG_MAX];
 } mk_error_t;

@@ -39,6 +39,10 @@ static const struct {
     {MK_CODE_DUPLICATE_KEY, "DuplicateKey"},
     {292, "QueryExceededMemoryLimitNoDiskUseAllowed"},
     {67, "CannotCreateIndex"},
+    {225, "TransactionTooOld"},
+    {256, "TransactionCommitted"},
+    {206, "NoSuchSession"},
+    {263, "OperationNotSupportedInTransaction"},
     {171, "CannotIndexParallelArrays"},
     {27, "IndexNotFound"},
     {85, "IndexOptionsConflict"},
@@ -59,6 +63,7 @@ const char *mk_error_code_name(int code)
 static void vset(mk_error_t *err, int code, const char *kind, const char *fmt, va_list ap)
 {
     err->code = code;
+    err->labels = 0;
     const char *name = kind ? kind : mk_error_code_name(code);
     if (!kind && strcmp(name, "Location") == 0)
         snprintf(err->kind, sizeof err->kind, "Location%d", code); /* MongoDB's codeName */

@@ -182,10 +182,10 @@ int mk_cmd_list_collections(mk_cmd_t *c)
         return MK_ERR;
     if (has_filter && !(l.filter = mk_matcher_compile(&filter, c->err))) return MK_ERR;
     MDB_txn *txn;
-    int rc = mk_txn_read(c->eng, &txn, c->err);
+    int rc = mk_cmd_read(c, &txn);
     if (rc == MK_OK) {
         rc = mk_catalog_each(c->eng, txn, c->db, list_coll_entry, &l, c->err);
-        mk_txn_read_end(c->eng, txn);
+        mk_cmd_read_done(c, txn);
     }
     mk_matcher_destroy(l.filter);
     if (rc == MK_OK) {
@@ -238,10 +238,10 @@ int mk_cmd_list_databases(mk_cmd_t *c)
         return MK_ERR;
     if (has_filter && !(l.filter = mk_matcher_compile(&filter, c->err))) return MK_ERR;
     MDB_txn *txn;
-    int rc = mk_txn_read(c->eng, &txn, c->err);
+    int rc = mk_cmd_read(c, &txn);
     if (rc == MK_OK) {
         rc = mk_catalog_each(c->eng, txn, NULL, list_db_entry, &l, c->err);
-        mk_txn_read_end(c->eng, txn);
+        mk_cmd_read_done(c, txn);
     }
     mk_matcher_destroy(l.filter);
     if (rc == MK_OK) {

@@ -66,7 +66,7 @@ static int scan_into_batch(void *ud, const bson_t *doc, const MDB_val *key,
 }
 
 /* Fills one batch from cursor c; *done when it is exhausted (or its limit reached). */
-static int fill_batch(mk_engine_t *eng, mk_cursor_t *c, int64_t max, bson_t *arr, bool *done,
+static int fill_batch(mk_cmd_t *cmd, mk_cursor_t *c, int64_t max, bson_t *arr, bool *done,
                       mk_error_t *err)
 {
     *done = false;
@@ -89,11 +89,12 @@ static int fill_batch(mk_engine_t *eng, mk_cursor_t *c, int64_t max, bson_t *arr
         return MK_OK;
     }
     MDB_txn *txn;
-    if (mk_txn_read(eng, &txn, err) != MK_OK) return MK_ERR;
+    mk_engine_t *eng = cmd->eng;
+    if (mk_cmd_read(cmd, &txn) != MK_OK) return MK_ERR;
     mk_coll_t *coll;
     int rc = mk_coll_find(eng, txn, c->db, c->coll, &coll, err);
     if (rc != MK_OK || !coll) {
-        mk_txn_read_end(eng, txn);
+        mk_cmd_read_done(cmd, txn);
         *done = true;
         return rc;
     }
@@ -106,7 +107,7 @@ static int fill_batch(mk_engine_t *eng, mk_cursor_t *c, int64_t max, bson_t *arr
     };
     batch_t b = {.arr = arr, .max = max, .skip = c->skip, .cur = c, .err = err};
     rc = mk_scan(txn, coll, &spec, scan_into_batch, &b, err);
-    mk_txn_read_end(eng, txn);
+    mk_cmd_read_done(cmd, txn);
     c->skip = b.skip;
     if (rc != MK_OK) return rc;
     *done = !b.full || c->remaining == 0;
@@ -220,7 +221,7 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
         return MK_ERR;
     }
     MDB_txn *txn;
-    int rc = mk_txn_read(c->eng, &txn, c->err);
+    int rc = mk_cmd_read(c, &txn);
     if (rc == MK_OK) {
         mk_coll_t *coll;
         rc = mk_coll_find(c->eng, txn, c->db, cur->coll, &coll, c->err);
@@ -230,7 +231,7 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
             void *ctx[2] = {st, c->err};
             rc = mk_scan(txn, coll, &spec, add_to_sorter, ctx, c->err);
         }
-        mk_txn_read_end(c->eng, txn);
+        mk_cmd_read_done(c, txn);
     }
     size_t total = 0, n = 0;
     if (rc == MK_OK) {
@@ -329,7 +330,7 @@ int mk_cmd_find(mk_cmd_t *c)
     }
     bson_t arr = BSON_INITIALIZER;
     bool done = false;
-    if (rc == MK_OK && batch > 0) rc = fill_batch(c->eng, cur, batch, &arr, &done, c->err);
+    if (rc == MK_OK && batch > 0) rc = fill_batch(c, cur, batch, &arr, &done, c->err);
     if (rc != MK_OK) {
         bson_destroy(&arr);
         mk_cursor_free(cur);
@@ -397,7 +398,7 @@ int mk_cmd_get_more(mk_cmd_t *c)
     }
     bson_t arr = BSON_INITIALIZER;
     bool done;
-    int rc = fill_batch(c->eng, cur, batch, &arr, &done, c->err);
+    int rc = fill_batch(c, cur, batch, &arr, &done, c->err);
     mk_cursor_checkin(c->eng, cur, done || rc != MK_OK);
     if (rc != MK_OK) {
         bson_destroy(&arr);
@@ -487,7 +488,7 @@ int mk_cmd_count(mk_cmd_t *c)
     mk_matcher_t *m = mk_matcher_compile(&query, c->err);
     if (!m) return MK_ERR;
     MDB_txn *txn;
-    if (mk_txn_read(c->eng, &txn, c->err) != MK_OK) {
+    if (mk_cmd_read(c, &txn) != MK_OK) {
         mk_matcher_destroy(m);
         return MK_ERR;
     }
@@ -507,7 +508,7 @@ int mk_cmd_count(mk_cmd_t *c)
             rc = mk_scan(txn, cl, &spec, count_doc, &ct, c->err);
         }
     }
-    mk_txn_read_end(c->eng, txn);
+    mk_cmd_read_done(c, txn);
     mk_matcher_destroy(m);
     if (rc != MK_OK) return rc;
     if (ct.n <= INT32_MAX)
@@ -628,7 +629,7 @@ int mk_cmd_distinct(mk_cmd_t *c)
     if (!m) return MK_ERR;
     distinct_t d = {.path = path, .err = c->err};
     MDB_txn *txn;
-    if (mk_txn_read(c->eng, &txn, c->err) != MK_OK) {
+    if (mk_cmd_read(c, &txn) != MK_OK) {
         mk_matcher_destroy(m);
         return MK_ERR;
     }
@@ -638,7 +639,7 @@ int mk_cmd_distinct(mk_cmd_t *c)
         mk_scan_spec_t spec = {.matcher = m};
         rc = mk_scan(txn, cl, &spec, distinct_doc, &d, c->err);
     }
-    mk_txn_read_end(c->eng, txn);
+    mk_cmd_read_done(c, txn);
     mk_matcher_destroy(m);
     if (rc == MK_OK) {
         qsort(d.vals, d.n, sizeof *d.vals, cmp_values);

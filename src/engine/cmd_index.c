@@ -57,7 +57,7 @@ int mk_cmd_list_indexes(mk_cmd_t *c)
                                  {NULL, MK_OPT_NONE, NULL, NULL}};
     if (mk_cmd_parse(c, spec) != MK_OK) return MK_ERR;
     MDB_txn *txn;
-    if (mk_txn_read(c->eng, &txn, c->err) != MK_OK) return MK_ERR;
+    if (mk_cmd_read(c, &txn) != MK_OK) return MK_ERR;
     mk_coll_t *coll;
     int rc = mk_coll_find(c->eng, txn, c->db, name, &coll, c->err);
     if (rc == MK_OK && !coll)
@@ -73,7 +73,7 @@ int mk_cmd_list_indexes(mk_cmd_t *c)
         bson_append_document_end(c->reply, &cur);
         bson_destroy(&arr);
     }
-    mk_txn_read_end(c->eng, txn);
+    mk_cmd_read_done(c, txn);
     return rc;
 }
 
@@ -118,7 +118,7 @@ int mk_cmd_validate(mk_cmd_t *c)
                                  {NULL, MK_OPT_NONE, NULL, NULL}};
     if (mk_cmd_parse(c, spec) != MK_OK) return MK_ERR;
     MDB_txn *txn;
-    if (mk_txn_read(c->eng, &txn, c->err) != MK_OK) return MK_ERR;
+    if (mk_cmd_read(c, &txn) != MK_OK) return MK_ERR;
     mk_coll_t *coll;
     int rc = mk_coll_find(c->eng, txn, c->db, name, &coll, c->err);
     if (rc == MK_OK && !coll)
@@ -129,6 +129,6 @@ int mk_cmd_validate(mk_cmd_t *c)
         append_ns(c, c->reply, "ns", name);
         rc = mk_indexes_validate(txn, coll, c->reply, &valid, c->err);
     }
-    mk_txn_read_end(c->eng, txn);
+    mk_cmd_read_done(c, txn);
     return rc;
 }

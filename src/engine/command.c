@@ -37,6 +37,11 @@ static const struct {
     {"dropIndexes", mk_cmd_drop_indexes},
     {"deleteIndexes", mk_cmd_drop_indexes},
     {"validate", mk_cmd_validate},
+    {"commitTransaction", mk_cmd_txn_without_session},
+    {"abortTransaction", mk_cmd_txn_without_session},
+    {"endSessions", mk_cmd_end_sessions},
+    {"startSession", mk_cmd_start_session},
+    {"refreshSessions", mk_cmd_refresh_sessions},
 };
 
 static void error_reply(bson_t *reply, const mk_error_t *e)
@@ -46,6 +51,18 @@ static void error_reply(bson_t *reply, const mk_error_t *e)
     BSON_APPEND_UTF8(reply, "errmsg", e->message);
     BSON_APPEND_INT32(reply, "code", e->code);
     BSON_APPEND_UTF8(reply, "codeName", e->kind);
+    if (e->labels) {
+        bson_t labels;
+        uint32_t n = 0;
+        bson_append_array_begin(reply, "errorLabels", -1, &labels);
+        if (e->labels & MK_LABEL_TRANSIENT_TRANSACTION) {
+            BSON_APPEND_UTF8(&labels, "0", "TransientTransactionError");
+            n++;
+        }
+        if (e->labels & MK_LABEL_UNKNOWN_COMMIT_RESULT)
+            BSON_APPEND_UTF8(&labels, n ? "1" : "0", "UnknownTransactionCommitResult");
+        bson_append_array_end(reply, &labels);
+    }
 }
 
 int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_t *reply,
@@ -57,6 +74,7 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
     int rc = MK_OK;
 
     mk_cursors_reap(eng);
+    mk_sessions_reap(eng);
     if (!cmd || !bson_iter_init(&c.first, cmd) || !bson_iter_next(&c.first)) {
         rc = mk_error_setc(e, MK_CODE_FAILED_TO_PARSE, "empty command document");
         goto done;
@@ -79,7 +97,9 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
     c.name = bson_iter_key(&c.first);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(commands[i].name, c.name) == 0) {
-            rc = commands[i].fn(&c);
+            bool handled;
+            rc = mk_session_dispatch(&c, commands[i].fn, &handled);
+            if (!handled) rc = commands[i].fn(&c);
             goto done;
         }
     }
@@ -94,8 +114,30 @@ done:
     return MK_ERR;
 }
 
+int mk_cmd_read(mk_cmd_t *c, MDB_txn **txn)
+{
+    if (c->txn) {
+        *txn = c->txn;
+        return MK_OK;
+    }
+    return mk_txn_read(c->eng, txn, c->err);
+}
+
+void mk_cmd_read_done(mk_cmd_t *c, MDB_txn *txn)
+{
+    if (txn != c->txn) mk_txn_read_end(c->eng, txn);
+}
+
 int mk_cmd_write(mk_cmd_t *c, mk_write_body body, void *ud)
 {
+    if (c->txn) {
+        /* Inside a transaction: no commit here, and a full map cannot be retried in place. */
+        int rc = body(c, c->txn, ud);
+        if (rc == MK_EMAPFULL)
+            return mk_error_set(c->err, MK_CODE_WRITE_CONFLICT, "WriteConflict",
+                                "the data file is full; the transaction must be retried");
+        return rc;
+    }
     for (int attempt = 0;; attempt++) {
         MDB_txn *txn;
         if (mk_txn_write(c->eng, &txn, c->err) != MK_OK) return MK_ERR;

@@ -14,6 +14,7 @@ typedef struct mk_cmd {
     const char *name;   /* its first key */
     bson_iter_t first;  /* positioned on the first element */
     bson_t *reply;      /* the command appends its fields; `ok` is added by the dispatcher */
+    MDB_txn *txn;       /* the session's open transaction, when the command runs inside one */
     mk_error_t *err;
 } mk_cmd_t;
 
@@ -23,6 +24,11 @@ typedef int (*mk_cmd_fn)(mk_cmd_t *c);
  * transaction is aborted, the map grown, the reply emptied and body run again. */
 typedef int (*mk_write_body)(mk_cmd_t *c, MDB_txn *txn, void *ud);
 int mk_cmd_write(mk_cmd_t *c, mk_write_body body, void *ud);
+
+/* A transaction to read in: the session's transaction when there is one (so that it sees its
+ * own writes), otherwise a pooled read-only snapshot. */
+int mk_cmd_read(mk_cmd_t *c, MDB_txn **txn);
+void mk_cmd_read_done(mk_cmd_t *c, MDB_txn *txn);
 
 /* The collection name a command names in its first field (a string), with validation. */
 int mk_cmd_coll_name(mk_cmd_t *c, const char **coll);
@@ -88,5 +94,9 @@ int mk_cmd_create_indexes(mk_cmd_t *c);
 int mk_cmd_list_indexes(mk_cmd_t *c);
 int mk_cmd_drop_indexes(mk_cmd_t *c);
 int mk_cmd_validate(mk_cmd_t *c);
+int mk_cmd_end_sessions(mk_cmd_t *c);
+int mk_cmd_start_session(mk_cmd_t *c);
+int mk_cmd_refresh_sessions(mk_cmd_t *c);
+int mk_cmd_txn_without_session(mk_cmd_t *c);
 
 #endif

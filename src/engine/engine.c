@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "engine/cursor.h"
 #include "engine/internal.h"
@@ -60,6 +61,11 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
     eng->next_cursor_id = 1;
     pthread_rwlock_init(&eng->resize, NULL);
     pthread_mutex_init(&eng->lock, NULL);
+    pthread_mutex_init(&eng->wlock, NULL);
+    if (!eng->opts.txn_lock_timeout_ms) eng->opts.txn_lock_timeout_ms = 100;
+    if (!eng->opts.write_lock_timeout_ms) eng->opts.write_lock_timeout_ms = 60 * 1000;
+    if (!eng->opts.txn_lifetime_ms) eng->opts.txn_lifetime_ms = 60 * 1000;
+    if (!eng->opts.session_timeout_ms) eng->opts.session_timeout_ms = 30 * 60 * 1000;
 
     int rc = mdb_env_create(&eng->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(eng->env, MAX_COLLECTIONS);
@@ -107,6 +113,7 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
 void mk_engine_close(mk_engine_t *eng)
 {
     if (!eng) return;
+    mk_sessions_free_all(eng);
     mk_cursors_free_all(eng);
     for (int i = 0; i < eng->read_pool_len; i++) mdb_txn_abort(eng->read_pool[i]);
     eng->read_pool_len = 0;
@@ -114,6 +121,7 @@ void mk_engine_close(mk_engine_t *eng)
     if (eng->env) mdb_env_close(eng->env);
     pthread_rwlock_destroy(&eng->resize);
     pthread_mutex_destroy(&eng->lock);
+    pthread_mutex_destroy(&eng->wlock);
     free(eng->dir);
     free(eng);
 }
@@ -167,9 +175,31 @@ void mk_txn_read_end(mk_engine_t *eng, MDB_txn *txn)
 
 int mk_txn_write(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err)
 {
+    return mk_txn_write_timed(eng, txn, eng->opts.write_lock_timeout_ms, err);
+}
+
+int mk_txn_write_timed(mk_engine_t *eng, MDB_txn **txn, int timeout_ms, mk_error_t *err)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int lrc = pthread_mutex_timedlock(&eng->wlock, &until);
+    if (lrc != 0) {
+        mk_error_setc(err, MK_CODE_WRITE_CONFLICT,
+                      "Write conflict: another transaction holds the write lock (waited %d ms)",
+                      timeout_ms);
+        if (err) err->labels |= MK_LABEL_TRANSIENT_TRANSACTION;
+        return MK_ERR;
+    }
     pthread_rwlock_rdlock(&eng->resize);
     if (begin(eng, 0, txn, err) != MK_OK) {
         pthread_rwlock_unlock(&eng->resize);
+        pthread_mutex_unlock(&eng->wlock);
         return MK_ERR;
     }
     eng->write_txn = *txn;
@@ -185,6 +215,7 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
     else
         mk_catalog_commit(eng, txn);
     pthread_rwlock_unlock(&eng->resize);
+    pthread_mutex_unlock(&eng->wlock);
     if (rc != 0) return mk_lmdb_error(rc, err, "commit");
     return MK_OK;
 }
@@ -195,6 +226,7 @@ void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn)
     mk_catalog_rollback(eng, txn);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&eng->resize);
+    pthread_mutex_unlock(&eng->wlock);
 }
 
 int mk_engine_grow(mk_engine_t *eng, mk_error_t *err)

@@ -44,8 +44,12 @@ struct mk_engine {
     /* Every transaction holds `resize` shared; growing the map holds it exclusively, because
      * LMDB allows mdb_env_set_mapsize only when no transaction of the process is active. */
     pthread_rwlock_t resize;
-    pthread_mutex_t lock; /* guards colls, cursors, txn pool */
-    mk_coll_t *colls;     /* collections known to committed transactions */
+    pthread_mutex_t lock; /* guards colls, cursors, txn pool, sessions */
+    /* Held by the process's write transaction, so that waiting for it can be bounded (LMDB's
+     * own writer lock cannot time out). */
+    pthread_mutex_t wlock;
+    struct mk_sess *sessions;
+    mk_coll_t *colls; /* collections known to committed transactions */
     mk_cursor_t *cursors;
     int64_t next_cursor_id;
     MDB_txn *write_txn;    /* the process's open write transaction (LMDB allows one) */
@@ -57,6 +61,9 @@ struct mk_engine {
 int mk_txn_read(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err);
 void mk_txn_read_end(mk_engine_t *eng, MDB_txn *txn);
 int mk_txn_write(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err);
+/* Same, waiting at most timeout_ms for the write lock: then a WriteConflict error labelled
+ * TransientTransactionError. */
+int mk_txn_write_timed(mk_engine_t *eng, MDB_txn **txn, int timeout_ms, mk_error_t *err);
 int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn);
 /* Maps an LMDB return code to an error (MK_EMAPFULL for MDB_MAP_FULL). */
@@ -67,6 +74,14 @@ void mk_catalog_free(mk_engine_t *eng);
 int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 /* Doubles the map size (called with no transaction active in this thread). */
 int mk_engine_grow(mk_engine_t *eng, mk_error_t *err);
+
+/* ---- sessions (session.c) ---- */
+/* Runs a command that carries session fields (lsid, txnNumber, autocommit, startTransaction)
+ * or is a transaction command; *handled is false when the command has nothing of a session. */
+struct mk_cmd;
+int mk_session_dispatch(struct mk_cmd *c, int (*run)(struct mk_cmd *c), bool *handled);
+void mk_sessions_reap(mk_engine_t *eng);
+void mk_sessions_free_all(mk_engine_t *eng);
 
 /* ---- catalog (catalog.c) ---- */
 /* Validates a database name / collection name as MongoDB does (InvalidNamespace errors). */
