@@ -45,8 +45,7 @@ static const bson_value_t V_MAXKEY = {.value_type = BSON_TYPE_MAXKEY};
 static const bson_value_t V_NULL = {.value_type = BSON_TYPE_NULL};
 static const bson_value_t V_UNDEFINED = {.value_type = BSON_TYPE_UNDEFINED};
 static const bson_value_t V_NAN = {.value_type = BSON_TYPE_DOUBLE, .value.v_double = NAN};
-static const bson_value_t V_NEG_INF = {.value_type = BSON_TYPE_DOUBLE,
-                                       .value.v_double = -INFINITY};
+static const bson_value_t V_NEG_INF = {.value_type = BSON_TYPE_DOUBLE, .value.v_double = -INFINITY};
 static const bson_value_t V_POS_INF = {.value_type = BSON_TYPE_DOUBLE, .value.v_double = INFINITY};
 static const bson_value_t V_EMPTY_STR = {.value_type = BSON_TYPE_UTF8,
                                          .value.v_utf8 = {.str = (char *)"", .len = 0}};
@@ -146,10 +145,21 @@ static void oil_free(oil_t *o)
     o->n = o->cap = 0;
 }
 
+/* Types with a single value, whose neighbours leave nothing between them. */
+static bool single_valued(bson_type_t t)
+{
+    return t == BSON_TYPE_MINKEY || t == BSON_TYPE_UNDEFINED || t == BSON_TYPE_NULL ||
+           t == BSON_TYPE_MAXKEY;
+}
+
 static bool viv_empty(const viv_t *v)
 {
     int c = mk_value_cmp(&v->lo, &v->hi);
-    return c > 0 || (c == 0 && !(v->lo_incl && v->hi_incl));
+    if (c > 0 || (c == 0 && !(v->lo_incl && v->hi_incl))) return true;
+    /* (undefined, null) holds no value */
+    return !v->lo_incl && !v->hi_incl && single_valued(v->lo.value_type) &&
+           single_valued(v->hi.value_type) &&
+           mk_type_rank(v->hi.value_type) == mk_type_rank(v->lo.value_type) + 1;
 }
 
 static bool viv_point(const viv_t *v)
@@ -223,8 +233,12 @@ static void oil_normalize(oil_t *o)
     size_t w = 0;
     for (size_t i = 1; i < o->n; i++) {
         viv_t *cur = &o->v[w], *nx = &o->v[i];
+        viv_t gap = {cur->hi, nx->lo, !cur->hi_incl, !nx->lo_incl};
+        /* overlapping or touching; or nothing in between, except between two points which
+         * MongoDB lists apart ([undefined, undefined], [null, null]) */
         int c = mk_value_cmp(&nx->lo, &cur->hi);
-        if (c < 0 || (c == 0 && (cur->hi_incl || nx->lo_incl))) {
+        bool touch = c < 0 || (c == 0 && (cur->hi_incl || nx->lo_incl));
+        if (touch || (viv_empty(&gap) && !(viv_point(cur) && viv_point(nx)))) {
             int d = mk_value_cmp(&nx->hi, &cur->hi);
             if (d > 0) {
                 cur->hi = nx->hi;
@@ -421,8 +435,8 @@ static int push_nullish(oil_t *o)
 static void finish_item(item_t *it, bool positive_kind)
 {
     oil_normalize(&it->oil);
-    it->positive = positive_kind && !oil_contains(&it->oil, &V_NULL) &&
-                   !oil_contains(&it->oil, &V_UNDEFINED);
+    it->positive =
+        positive_kind && !oil_contains(&it->oil, &V_NULL) && !oil_contains(&it->oil, &V_UNDEFINED);
 }
 
 /* { path: v } / { $eq: v } */
@@ -533,8 +547,9 @@ static bool regex_prefix(const char *pat, const char *flags, char *out, size_t *
         }
         if (c == '\\') {
             unsigned char e = p[1];
-            bool punct = e && e < 0x80 && !((e >= '0' && e <= '9') || (e >= 'a' && e <= 'z') ||
-                                            (e >= 'A' && e <= 'Z'));
+            bool punct =
+                e && e < 0x80 &&
+                !((e >= '0' && e <= '9') || (e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z'));
             if (!punct) break; /* \d, \Q, \x.., back-references...: stop here */
             last = n;
             out[n++] = (char)e;
@@ -658,12 +673,14 @@ static bool type_code_of(const bson_value_t *v, int *code)
         const char *name;
         int code;
     } aliases[] = {
-        {"double", 1},    {"string", 2},      {"object", 3},      {"array", 4},
-        {"binData", 5},   {"undefined", 6},   {"objectId", 7},    {"bool", 8},
-        {"date", 9},      {"null", 10},       {"regex", 11},      {"dbPointer", 12},
-        {"javascript", 13}, {"symbol", 14},   {"javascriptWithScope", 15},
-        {"int", 16},      {"timestamp", 17},  {"long", 18},       {"decimal", 19},
-        {"minKey", -1},   {"maxKey", 127},    {"number", 1000},
+        {"double", 1},      {"string", 2},     {"object", 3},
+        {"array", 4},       {"binData", 5},    {"undefined", 6},
+        {"objectId", 7},    {"bool", 8},       {"date", 9},
+        {"null", 10},       {"regex", 11},     {"dbPointer", 12},
+        {"javascript", 13}, {"symbol", 14},    {"javascriptWithScope", 15},
+        {"int", 16},        {"timestamp", 17}, {"long", 18},
+        {"decimal", 19},    {"minKey", -1},    {"maxKey", 127},
+        {"number", 1000},
     };
     if (v->value_type == BSON_TYPE_UTF8) {
         for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
@@ -828,9 +845,8 @@ static bool is_operator_doc(const bson_value_t *v)
 static bool elem_match_on_values(const bson_value_t *v)
 {
     static const char *const pathless[] = {
-        "$and",        "$or",      "$nor",        "$expr",       "$where",
-        "$text",       "$comment", "$jsonSchema", "$alwaysTrue", "$alwaysFalse",
-        "$sampleRate", "$id",      "$ref",        "$db"};
+        "$and",        "$or",         "$nor",         "$expr",       "$where", "$text", "$comment",
+        "$jsonSchema", "$alwaysTrue", "$alwaysFalse", "$sampleRate", "$id",    "$ref",  "$db"};
     bson_iter_t it;
     if (v->value_type != BSON_TYPE_DOCUMENT ||
         !bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len) ||
@@ -956,9 +972,10 @@ static int ops_items(builder_t *bl, const bson_value_t *ops, const char *path, i
                 items_t sub = {0};
                 bool inc = false;
                 rc = ops_items(bl, v, NULL, 0, &sub, &inc);
+                size_t nsub = sub.n;
                 if (rc == MK_OK) rc = intersect_items(bl, &sub, &in);
                 items_free(&sub);
-                if (rc == MK_OK && (inc || sub.n == 0)) in.exact = false;
+                if (rc == MK_OK && (inc || nsub == 0)) in.exact = false;
             } else {
                 rc = item_full(bl, &in);
             }
@@ -983,12 +1000,15 @@ static int ops_items(builder_t *bl, const bson_value_t *ops, const char *path, i
             have = false;
         } else if (!strcmp(op, "$elemMatch")) {
             *incomplete = true; /* it needs an array: never exact */
-            if (elem_match_on_values(v)) {
+            if (!path) {
+                /* under $not, or on the elements of an $elemMatch: those arrays are indexed
+                 * whole, not element by element */
+                have = false;
+            } else if (elem_match_on_values(v)) {
                 rc = elem_match_values(bl, v, &it);
             } else {
                 have = false;
-                if (path && v->value_type == BSON_TYPE_DOCUMENT)
-                    rc = elem_match_docs(bl, path, ctx, v);
+                if (v->value_type == BSON_TYPE_DOCUMENT) rc = elem_match_docs(bl, path, ctx, v);
             }
         } else if (!strcmp(op, "$all")) {
             /* each element is a condition of its own: { $all: [1, 2] } is 1 and 2 */
@@ -1011,11 +1031,13 @@ static int ops_items(builder_t *bl, const bson_value_t *ops, const char *path, i
                                                         e->value.v_doc.data_len) &&
                                bson_iter_next(&ei) && key_is(&ei, "$elemMatch")) {
                         const bson_value_t *em = bson_iter_value(&ei);
-                        if (elem_match_on_values(em)) {
+                        if (!path) {
+                            got = false;
+                        } else if (elem_match_on_values(em)) {
                             rc = elem_match_values(bl, em, &ait);
                         } else {
                             got = false;
-                            if (path && em->value_type == BSON_TYPE_DOCUMENT)
+                            if (em->value_type == BSON_TYPE_DOCUMENT)
                                 rc = elem_match_docs(bl, path, ctx, em);
                         }
                     } else {
@@ -1056,19 +1078,29 @@ static int pred_add(builder_t *bl, const char *path, int ctx, item_t *it)
     return MK_OK;
 }
 
+/* bson_count_keys for a borrowed array value. */
+static uint32_t count_keys_value(const bson_value_t *v)
+{
+    bson_iter_t it;
+    uint32_t n = 0;
+    if (bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len))
+        while (bson_iter_next(&it)) n++;
+    return n;
+}
+
 /* One field of a query document: a path condition, or $and / $or / ... */
 static int parse_field(builder_t *bl, bson_iter_t *fi, int ctx, const char *prefix)
 {
     const char *key = bson_iter_key(fi);
     const bson_value_t *v = bson_iter_value(fi);
     if (key[0] == '$') {
-        bool and = !strcmp(key, "$and"), or = !strcmp(key, "$or");
+        bool is_and = !strcmp(key, "$and"), is_or = !strcmp(key, "$or");
         if (!strcmp(key, "$comment")) return MK_OK;
         bson_iter_t ai;
-        if ((and || or) && v->value_type == BSON_TYPE_ARRAY &&
+        if ((is_and || is_or) && v->value_type == BSON_TYPE_ARRAY &&
             bson_iter_init_from_data(&ai, v->value.v_doc.data, v->value.v_doc.data_len)) {
             /* $and: every clause holds; $or of one clause: that clause holds */
-            if (or && bson_count_keys_data(v) != 1) {
+            if (is_or && count_keys_value(v) != 1) {
                 bl->residual = true;
                 return MK_OK;
             }
@@ -1115,16 +1147,6 @@ static int parse_field(builder_t *bl, bson_iter_t *fi, int ctx, const char *pref
     }
     free(path);
     return rc;
-}
-
-/* bson_count_keys for a borrowed array value. */
-static uint32_t count_keys_value(const bson_value_t *v)
-{
-    bson_iter_t it;
-    uint32_t n = 0;
-    if (bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len))
-        while (bson_iter_next(&it)) n++;
-    return n;
 }
 
 static int parse_query(builder_t *bl, const uint8_t *data, uint32_t len, int ctx,
@@ -1278,10 +1300,9 @@ static void widen(bson_value_t *v, bool *incl, bool low, bool *inexact)
         *incl = true;
         return;
     }
-    if (*incl && !(v->value_type == BSON_TYPE_DOUBLE && v->value.v_double == INFINITY))
-        *inexact = true;
+    bool pos_inf = v->value_type == BSON_TYPE_DOUBLE && v->value.v_double == INFINITY;
+    if ((*incl && !pos_inf) || !number_exact(v)) *inexact = true;
     if (v->value_type != BSON_TYPE_DECIMAL128) return;
-    *inexact = true;
     double d = floor_double(v);
     if (d == INFINITY) { /* decimal +Infinity */
         *v = (bson_value_t){.value_type = BSON_TYPE_DOUBLE, .value.v_double = d};
@@ -1301,6 +1322,7 @@ static void fit(emit_t *e, size_t start, bool upper)
     if (upper) successor(&e->bytes, start);
 }
 
+/* Records the range whose lo is bytes[lo_off, hi_off) and whose hi is bytes[hi_off, len). */
 static int emit_rec(emit_t *e, size_t lo_off, size_t hi_off)
 {
     if (e->bytes.failed) return MK_ENOMEM;
@@ -1320,23 +1342,24 @@ static int emit_rec(emit_t *e, size_t lo_off, size_t hi_off)
 static int emit_range(emit_t *e, const mk_buf_t *prefix, const viv_t *iv, int dir)
 {
     size_t lo_off = e->bytes.len;
-    mk_buf_append(&e->bytes, prefix->data, prefix->len);
-    if (iv && viv_point(iv)) {
-        if (mk_type_is_number(iv->lo.value_type) && !is_nan_number(&iv->lo)) e->inexact = true;
-        enc(&e->bytes, &iv->lo, dir);
-        iv = NULL;
-    }
-    if (!iv) {
-        if (e->bytes.failed) return MK_ENOMEM;
-        size_t n = e->bytes.len - lo_off;
-        fit(e, lo_off, false);
-        size_t hi_off = e->bytes.len;
-        mk_buf_append(&e->bytes, prefix->data, prefix->len);
-        if (e->bytes.failed) return MK_ENOMEM;
-        /* the same bytes again (the buffer may have moved), then their successor */
-        mk_buf_append(&e->bytes, e->bytes.data + lo_off + prefix->len, n - prefix->len);
-        if (e->bytes.len - hi_off > MK_KEY_PREFIX) e->bytes.len = hi_off + MK_KEY_PREFIX;
-        successor(&e->bytes, hi_off);
+    if (!iv || viv_point(iv)) {
+        /* [P v, succ(P v)): every key whose fields so far are P and v */
+        if (iv && mk_type_is_number(iv->lo.value_type) && !is_nan_number(&iv->lo))
+            e->inexact = true; /* keyenc shares the key of close decimals */
+        size_t hi_off = 0;
+        for (int pass = 0; pass < 2; pass++) { /* the same bytes twice: lo, then hi */
+            size_t off = e->bytes.len;
+            mk_buf_append(&e->bytes, prefix->data, prefix->len);
+            if (iv) enc(&e->bytes, &iv->lo, dir);
+            if (e->bytes.failed) return MK_ENOMEM;
+            if (pass == 0) {
+                fit(e, off, false);
+                hi_off = e->bytes.len;
+            } else {
+                if (e->bytes.len - off > MK_KEY_PREFIX) e->bytes.len = off + MK_KEY_PREFIX;
+                successor(&e->bytes, off);
+            }
+        }
         return emit_rec(e, lo_off, hi_off);
     }
     bson_value_t lo = iv->lo, hi = iv->hi;
@@ -1345,6 +1368,7 @@ static int emit_range(emit_t *e, const mk_buf_t *prefix, const viv_t *iv, int di
     widen(&hi, &hinc, false, &e->inexact);
     const bson_value_t *start = dir > 0 ? &lo : &hi, *end = dir > 0 ? &hi : &lo;
     bool start_incl = dir > 0 ? li : hinc, end_incl = dir > 0 ? hinc : li;
+    mk_buf_append(&e->bytes, prefix->data, prefix->len);
     enc(&e->bytes, start, dir);
     if (e->bytes.failed) return MK_ENOMEM;
     if (!start_incl) successor(&e->bytes, lo_off);
@@ -1358,11 +1382,6 @@ static int emit_range(emit_t *e, const mk_buf_t *prefix, const viv_t *iv, int di
     return emit_rec(e, lo_off, hi_off);
 }
 
-static const uint8_t *emit_bytes(const emit_t *e)
-{
-    return e->bytes.data;
-}
-
 static int cmp_bytes(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
     int c = memcmp(a, b, al < bl ? al : bl);
@@ -1370,12 +1389,10 @@ static int cmp_bytes(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
     return (al > bl) - (al < bl);
 }
 
-static const uint8_t *sort_base; /* qsort has no context argument; set just around the call */
-
-static int cmp_rec(const void *pa, const void *pb)
+static int cmp_interval(const void *pa, const void *pb)
 {
-    const rec_t *a = pa, *b = pb;
-    return cmp_bytes(sort_base + a->lo_off, a->lo_len, sort_base + b->lo_off, b->lo_len);
+    const mk_interval_t *a = pa, *b = pb;
+    return cmp_bytes(a->lo, a->lo_len, b->lo, b->lo_len);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1421,8 +1438,7 @@ static int check_args(const char *const *paths, const int *dirs, size_t nfields,
                              MAX_FIELDS);
     for (size_t i = 0; i < nfields; i++) {
         if (!paths[i] || !*paths[i])
-            return mk_error_setc(err, MK_CODE_BAD_VALUE, "index bounds: field %zu has no path",
-                                 i);
+            return mk_error_setc(err, MK_CODE_BAD_VALUE, "index bounds: field %zu has no path", i);
         if (dirs[i] != 1 && dirs[i] != -1)
             return mk_error_setc(err, MK_CODE_BAD_VALUE,
                                  "index bounds: direction of '%s' must be 1 or -1, not %d",
@@ -1536,47 +1552,41 @@ done:
 /* Sorts the ranges, merges those that overlap, and hands them to b. */
 static int finish_ranges(builder_t *bl, mk_bounds_t *b, emit_t *e)
 {
-    sort_base = emit_bytes(e);
-    if (e->n > 1) qsort(e->recs, e->n, sizeof *e->recs, cmp_rec);
-    sort_base = NULL;
-    const uint8_t *base = emit_bytes(e);
+    size_t total = e->bytes.len;
+    b->bytes = malloc(total ? total : 1);
+    if (!b->bytes) return nomem(bl);
+    if (total) memcpy(b->bytes, e->bytes.data, total);
+    if (!e->n) return MK_OK;
+    b->iv = calloc(e->n, sizeof *b->iv);
+    if (!b->iv) return nomem(bl);
+    for (size_t i = 0; i < e->n; i++) {
+        const rec_t *r = &e->recs[i];
+        b->iv[i] = (mk_interval_t){b->bytes + r->lo_off, r->lo_len, true,
+                                   b->bytes + r->hi_off, r->hi_len, false};
+    }
+    qsort(b->iv, e->n, sizeof *b->iv, cmp_interval);
     size_t w = 0;
     for (size_t i = 0; i < e->n; i++) {
-        rec_t r = e->recs[i];
-        if (cmp_bytes(base + r.lo_off, r.lo_len, base + r.hi_off, r.hi_len) >= 0) continue;
+        mk_interval_t r = b->iv[i];
+        if (cmp_bytes(r.lo, r.lo_len, r.hi, r.hi_len) >= 0) continue; /* empty */
         if (w > 0) {
-            rec_t *cur = &e->recs[w - 1];
-            if (cmp_bytes(base + r.lo_off, r.lo_len, base + cur->hi_off, cur->hi_len) <= 0) {
-                if (cmp_bytes(base + r.hi_off, r.hi_len, base + cur->hi_off, cur->hi_len) > 0) {
-                    cur->hi_off = r.hi_off;
+            mk_interval_t *cur = &b->iv[w - 1];
+            if (cmp_bytes(r.lo, r.lo_len, cur->hi, cur->hi_len) <= 0) {
+                if (cmp_bytes(r.hi, r.hi_len, cur->hi, cur->hi_len) > 0) {
+                    cur->hi = r.hi;
                     cur->hi_len = r.hi_len;
                 }
                 continue;
             }
         }
-        e->recs[w++] = r;
+        b->iv[w++] = r;
     }
     b->niv = w;
-    if (w) {
-        b->iv = calloc(w, sizeof *b->iv);
-        if (!b->iv) return nomem(bl);
-    }
-    /* hand the buffer over (copy out of inline storage) */
-    size_t total = e->bytes.len ? e->bytes.len : 1;
-    b->bytes = malloc(total);
-    if (!b->bytes) return nomem(bl);
-    memcpy(b->bytes, base, e->bytes.len);
-    for (size_t i = 0; i < w; i++) {
-        rec_t *r = &e->recs[i];
-        b->iv[i] = (mk_interval_t){b->bytes + r->lo_off, r->lo_len, true,
-                                   b->bytes + r->hi_off, r->hi_len, false};
-    }
     return MK_OK;
 }
 
-int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *dirs,
-                    size_t nfields, bool multikey, mk_bounds_t **out, bool *exact,
-                    mk_error_t *err)
+int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *dirs, size_t nfields,
+                    bool multikey, mk_bounds_t **out, bool *exact, mk_error_t *err)
 {
     *out = NULL;
     if (exact) *exact = false;
@@ -1635,16 +1645,6 @@ int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *d
         if (!over || k == 0) break;
         k--;
     }
-    bool dropped = false;
-    for (size_t f = (k < nfields && oil_all_points(&b->fields[k])) ? k + 1 : nfields; f < nfields;
-         f++) {
-        /* fields the cap pushed out of the product (not those after a range, which explain
-         * shows as MongoDB does) */
-        if (!oil_all_points(&b->fields[f])) break;
-        oil_free(&b->fields[f]);
-        if (oil_full(&b->fields[f]) != MK_OK) goto nomem;
-        dropped = true;
-    }
     if (!none) {
         rc = encode(&bl, b, k, &e);
         if (rc != MK_OK) goto fail;
@@ -1654,7 +1654,7 @@ int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *d
     b->full = oil_is_full(&b->fields[0]);
 
     if (exact) {
-        bool ok = !multikey && !bl.residual && !e.inexact && !dropped;
+        bool ok = !multikey && !bl.residual && !e.inexact;
         for (size_t i = 0; i < bl.npreds && ok; i++) {
             const pred_t *p = &bl.preds[i];
             size_t f = 0;
@@ -1776,5 +1776,6 @@ int mk_bounds_explain(const mk_bounds_t *b, bson_t *out, mk_error_t *err)
     }
     return MK_OK;
 big:
-    return mk_error_setc(err, MK_CODE_BSON_OBJECT_TOO_LARGE, "explain's index bounds are too large");
+    return mk_error_setc(err, MK_CODE_BSON_OBJECT_TOO_LARGE,
+                         "explain's index bounds are too large");
 }

@@ -65,9 +65,8 @@ typedef struct mk_bounds mk_bounds_t;
  * numbers that differ beyond double precision, so equality on a number is never exact).
  * Errors: BadValue for bad arguments (no fields, more than 32, a direction other than 1/-1,
  * an empty path), a filter nested more than 100 levels; out of memory. */
-int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *dirs,
-                    size_t nfields, bool multikey, mk_bounds_t **out, bool *exact,
-                    mk_error_t *err);
+int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *dirs, size_t nfields,
+                    bool multikey, mk_bounds_t **out, bool *exact, mk_error_t *err);
 
 /* The ranges, sorted by lo and disjoint. Zero ranges: no document can match. */
 size_t mk_bounds_count(const mk_bounds_t *b);

@@ -98,15 +98,18 @@ static int fill_batch(mk_cmd_t *cmd, mk_cursor_t *c, int64_t max, bson_t *arr, b
         *done = true;
         return rc;
     }
+    if (!mk_plan_still_valid(&c->plan, coll, txn)) {
+        mk_cmd_read_done(cmd, txn);
+        return mk_error_set(err, 175, "QueryPlanKilled",
+                            "query plan killed :: caused by :: index '%s' dropped",
+                            c->plan.ix->name);
+    }
     MDB_val after = {c->resume.len, c->resume.data};
-    mk_scan_spec_t spec = {
-        .matcher = c->matcher,
-        .id_eq = c->has_id_eq ? &c->id_eq : NULL,
-        .after = c->resume.len ? &after : NULL,
-        .want_details = c->projection && mk_projection_needs_details(c->projection),
-    };
     batch_t b = {.arr = arr, .max = max, .skip = c->skip, .cur = c, .err = err};
-    rc = mk_scan(txn, coll, &spec, scan_into_batch, &b, err);
+    rc = mk_plan_run(txn, coll, &c->plan, c->matcher, c->has_id_eq ? &c->id_eq : NULL,
+                     c->resume.len ? &after : NULL,
+                     c->projection && mk_projection_needs_details(c->projection), scan_into_batch,
+                     &b, NULL, err);
     mk_cmd_read_done(cmd, txn);
     c->skip = b.skip;
     if (rc != MK_OK) return rc;
@@ -148,34 +151,23 @@ static void append_cursor_reply(mk_cmd_t *c, const char *coll, int64_t id, const
     bson_append_document_end(c->reply, &cur);
 }
 
-/* Only the _id index exists until secondary indexes come: accept hints naming it. */
-static int check_hint_iter(mk_cmd_t *c, bson_iter_t *it)
+/* Chooses the cursor's plan (a point lookup needs none). */
+static int plan_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *filter, const bson_t *sort,
+                       const bson_iter_t *hint)
 {
-    if (BSON_ITER_HOLDS_UTF8(it) && strcmp(bson_iter_utf8(it, NULL), "_id_") == 0) return MK_OK;
-    if (BSON_ITER_HOLDS_DOCUMENT(it)) {
-        bson_t h;
-        const uint8_t *d;
-        uint32_t l;
-        bson_iter_document(it, &l, &d);
-        bson_iter_t k;
-        if (bson_init_static(&h, d, l)) {
-            uint32_t n = bson_count_keys(&h);
-            if (n == 0) return MK_OK;
-            if (n == 1 && bson_iter_init(&k, &h) && bson_iter_next(&k) &&
-                (strcmp(bson_iter_key(&k), "_id") == 0 ||
-                 strcmp(bson_iter_key(&k), "$natural") == 0))
-                return MK_OK;
-        }
+    if (cur->has_id_eq && !hint) {
+        cur->plan.kind = MK_PLAN_IDHACK;
+        return MK_OK;
     }
-    return mk_error_setc(c->err, MK_CODE_BAD_VALUE,
-                         "error processing query: planner returned error :: caused by :: hint "
-                         "provided does not correspond to an existing index");
-}
-
-static int check_hint(mk_cmd_t *c)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, c->body, "hint") ? check_hint_iter(c, &it) : MK_OK;
+    if (!cur->matcher && !(cur->matcher = mk_matcher_compile(filter, c->err))) return MK_ERR;
+    MDB_txn *txn;
+    if (mk_cmd_read(c, &txn) != MK_OK) return MK_ERR;
+    mk_coll_t *coll;
+    int rc = mk_coll_find(c->eng, txn, c->db, cur->coll, &coll, c->err);
+    if (rc == MK_OK && coll)
+        rc = mk_plan_build(txn, coll, filter, cur->matcher, sort, hint, &cur->plan, c->err);
+    mk_cmd_read_done(c, txn);
+    return rc;
 }
 
 /* Compiles the query's filter and projection into the cursor. A filter that pins `_id` to
@@ -226,10 +218,10 @@ static int sorted_into_cursor(mk_cmd_t *c, mk_cursor_t *cur, const bson_t *sort_
         mk_coll_t *coll;
         rc = mk_coll_find(c->eng, txn, c->db, cur->coll, &coll, c->err);
         if (rc == MK_OK && coll) {
-            mk_scan_spec_t spec = {.matcher = cur->matcher,
-                                   .id_eq = cur->has_id_eq ? &cur->id_eq : NULL};
             void *ctx[2] = {st, c->err};
-            rc = mk_scan(txn, coll, &spec, add_to_sorter, ctx, c->err);
+            rc = mk_plan_run(txn, coll, &cur->plan, cur->matcher,
+                             cur->has_id_eq ? &cur->id_eq : NULL, NULL, false, add_to_sorter, ctx,
+                             NULL, c->err);
         }
         mk_cmd_read_done(c, txn);
     }
@@ -296,7 +288,6 @@ int mk_cmd_find(mk_cmd_t *c)
         {NULL, MK_OPT_NONE, NULL, NULL},
     };
     if (mk_cmd_parse(c, spec) != MK_OK) return MK_ERR;
-    if (has_hint && check_hint_iter(c, &hint) != MK_OK) return MK_ERR;
     if (skip < 0)
         return mk_error_set(c->err, 51024, "Location51024",
                             "BSON field 'skip' value must be >= 0, actual value '%lld'",
@@ -323,10 +314,19 @@ int mk_cmd_find(mk_cmd_t *c)
         mk_cursor_free(cur);
         return MK_ERR;
     }
-    int rc = MK_OK;
-    if (has_sort && !bson_empty(&sort)) {
+    int rc = plan_cursor(c, cur, &filter, has_sort ? &sort : NULL, has_hint ? &hint : NULL);
+    if (rc != MK_OK) {
+        mk_cursor_free(cur);
+        return MK_ERR;
+    }
+    bson_t nosort = BSON_INITIALIZER;
+    if (has_sort && !bson_empty(&sort) && !cur->plan.sorted) {
         cur->skip = 0;
         rc = sorted_into_cursor(c, cur, &sort, skip, limit);
+    } else if (cur->plan.kind == MK_PLAN_IXSCAN && cur->plan.ix->multikey) {
+        /* a multikey scan removes duplicates with a set that cannot outlive the batch */
+        cur->skip = 0;
+        rc = sorted_into_cursor(c, cur, &nosort, skip, limit);
     }
     bson_t arr = BSON_INITIALIZER;
     bool done = false;
@@ -475,7 +475,6 @@ int mk_cmd_count(mk_cmd_t *c)
     const char *coll;
     if (mk_cmd_coll_name(c, &coll) != MK_OK) return MK_ERR;
     if (mk_cmd_check_fields(c, count_fields) != MK_OK) return MK_ERR;
-    if (check_hint(c) != MK_OK) return MK_ERR;
     bson_t query = BSON_INITIALIZER;
     counter_t ct = {0};
     if (mk_opt_doc(c->body, "query", &query, NULL, c->err) != MK_OK ||
@@ -502,10 +501,10 @@ int mk_cmd_count(mk_cmd_t *c)
             if (ct.limit > 0 && n > ct.limit) n = ct.limit;
             ct.n = n;
         } else {
-            bson_value_t id;
-            mk_scan_spec_t spec = {.matcher = m};
-            if (mk_filter_id_eq(&query, &id)) spec.id_eq = &id;
-            rc = mk_scan(txn, cl, &spec, count_doc, &ct, c->err);
+            bson_iter_t hint;
+            bool has_hint = bson_iter_init_find(&hint, c->body, "hint");
+            rc = mk_query_run(txn, cl, &query, m, has_hint ? &hint : NULL, false, count_doc, &ct,
+                              NULL, c->err);
         }
     }
     mk_cmd_read_done(c, txn);
@@ -611,7 +610,6 @@ int mk_cmd_distinct(mk_cmd_t *c)
     const char *coll;
     if (mk_cmd_coll_name(c, &coll) != MK_OK) return MK_ERR;
     if (mk_cmd_check_fields(c, distinct_fields) != MK_OK) return MK_ERR;
-    if (check_hint(c) != MK_OK) return MK_ERR;
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c->body, "key"))
         return mk_error_set(c->err, 40414, "Location40414",
@@ -636,8 +634,10 @@ int mk_cmd_distinct(mk_cmd_t *c)
     mk_coll_t *cl;
     int rc = mk_coll_find(c->eng, txn, c->db, coll, &cl, c->err);
     if (rc == MK_OK && cl) {
-        mk_scan_spec_t spec = {.matcher = m};
-        rc = mk_scan(txn, cl, &spec, distinct_doc, &d, c->err);
+        bson_iter_t hint;
+        bool has_hint = bson_iter_init_find(&hint, c->body, "hint");
+        rc = mk_query_run(txn, cl, &query, m, has_hint ? &hint : NULL, false, distinct_doc, &d,
+                          NULL, c->err);
     }
     mk_cmd_read_done(c, txn);
     mk_matcher_destroy(m);

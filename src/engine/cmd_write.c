@@ -11,6 +11,7 @@
 #include "engine/command.h"
 #include "engine/cursor.h"
 #include "engine/projection.h"
+#include "engine/planner.h"
 #include "engine/scan.h"
 #include "engine/sort.h"
 #include "engine/update.h"
@@ -190,15 +191,12 @@ static void targets_free(targets_t *t)
 /* The documents a statement acts on, copied out of the transaction's pages (which the
  * writes that follow may recycle). */
 static int find_targets(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, const bson_t *filter,
-                        bool first_only, targets_t *t, mk_error_t *err)
+                        const bson_iter_t *hint, bool first_only, targets_t *t, mk_error_t *err)
 {
     t->first_only = first_only;
     t->err = err;
     if (!coll) return MK_OK;
-    bson_value_t id;
-    mk_scan_spec_t spec = {.matcher = m};
-    if (mk_filter_id_eq(filter, &id)) spec.id_eq = &id;
-    return mk_scan(txn, coll, &spec, collect_target, t, err);
+    return mk_query_run(txn, coll, filter, m, hint, false, collect_target, t, NULL, err);
 }
 
 static int add_to_sorter(void *ud, const bson_t *doc, const MDB_val *key,
@@ -219,11 +217,8 @@ static int sorted_first(MDB_txn *txn, mk_coll_t *coll, const mk_matcher_t *m, co
     mk_sorter_t *st = mk_sorter_new(sort, 1, MK_SORT_MEMORY_LIMIT, err);
     int rc = st ? MK_OK : MK_ERR;
     if (rc == MK_OK) {
-        bson_value_t id;
-        mk_scan_spec_t spec = {.matcher = m};
-        if (mk_filter_id_eq(filter, &id)) spec.id_eq = &id;
         void *ctx[2] = {st, err};
-        rc = mk_scan(txn, coll, &spec, add_to_sorter, ctx, err);
+        rc = mk_query_run(txn, coll, filter, m, NULL, false, add_to_sorter, ctx, NULL, err);
     }
     if (rc == MK_OK) {
         mk_sorter_finish(st);
@@ -353,7 +348,9 @@ static int update_stmt(mk_cmd_t *c, MDB_txn *txn, update_args_t *a, mk_coll_t **
                            "multi update is not supported for replacement-style update");
     if (rc == MK_OK && !*coll) rc = mk_coll_find(c->eng, txn, c->db, a->coll, coll, e);
     targets_t t = {0};
-    if (rc == MK_OK) rc = find_targets(txn, *coll, m, &q, !multi, &t, e);
+    bson_iter_t hint;
+    bool has_hint = bson_iter_init_find(&hint, stmt, "hint");
+    if (rc == MK_OK) rc = find_targets(txn, *coll, m, &q, has_hint ? &hint : NULL, !multi, &t, e);
     int64_t now = mk_now_ms();
     for (size_t i = 0; rc == MK_OK && i < t.n; i++) {
         bson_t out;
@@ -474,7 +471,10 @@ static int delete_stmt(mk_cmd_t *c, MDB_txn *txn, const char *collname, mk_coll_
     int rc = MK_OK;
     if (!*coll) rc = mk_coll_find(c->eng, txn, c->db, collname, coll, e);
     targets_t t = {0};
-    if (rc == MK_OK) rc = find_targets(txn, *coll, m, &q, limit == 1, &t, e);
+    bson_iter_t hint;
+    bool has_hint = bson_iter_init_find(&hint, stmt, "hint");
+    if (rc == MK_OK)
+        rc = find_targets(txn, *coll, m, &q, has_hint ? &hint : NULL, limit == 1, &t, e);
     for (size_t i = 0; rc == MK_OK && i < t.n; i++) {
         bson_value_t id;
         bson_t view;
@@ -588,8 +588,11 @@ static int fam_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
     bool sorted = a->has_sort && !bson_empty(&a->sort);
     if (rc == MK_OK && sorted)
         rc = sorted_first(txn, coll, m, &a->query, &a->sort, &t, e);
-    else if (rc == MK_OK)
-        rc = find_targets(txn, coll, m, &a->query, true, &t, e);
+    else if (rc == MK_OK) {
+        bson_iter_t hint;
+        bool has_hint = bson_iter_init_find(&hint, c->body, "hint");
+        rc = find_targets(txn, coll, m, &a->query, has_hint ? &hint : NULL, true, &t, e);
+    }
     bson_t leo;
     int64_t now = mk_now_ms();
     if (rc != MK_OK) goto out;

@@ -37,6 +37,7 @@ static const struct {
     {"dropIndexes", mk_cmd_drop_indexes},
     {"deleteIndexes", mk_cmd_drop_indexes},
     {"validate", mk_cmd_validate},
+    {"explain", mk_cmd_explain},
     {"commitTransaction", mk_cmd_txn_without_session},
     {"abortTransaction", mk_cmd_txn_without_session},
     {"endSessions", mk_cmd_end_sessions},

@@ -94,6 +94,7 @@ int mk_cmd_create_indexes(mk_cmd_t *c);
 int mk_cmd_list_indexes(mk_cmd_t *c);
 int mk_cmd_drop_indexes(mk_cmd_t *c);
 int mk_cmd_validate(mk_cmd_t *c);
+int mk_cmd_explain(mk_cmd_t *c);
 int mk_cmd_end_sessions(mk_cmd_t *c);
 int mk_cmd_start_session(mk_cmd_t *c);
 int mk_cmd_refresh_sessions(mk_cmd_t *c);

@@ -50,6 +50,7 @@ void mk_cursor_free(mk_cursor_t *c)
     mk_projection_destroy(c->projection);
     if (c->projection_spec) bson_destroy(c->projection_spec);
     if (c->has_id_eq) bson_value_destroy(&c->id_eq);
+    mk_plan_clear(&c->plan);
     mk_buf_free(&c->resume);
     free(c);
 }

@@ -9,6 +9,7 @@
 
 #include "engine/internal.h"
 #include "engine/matcher.h"
+#include "engine/planner.h"
 #include "engine/projection.h"
 
 /* A document held as its bytes. (libbson declares bson_t 128-byte aligned, so heap arrays of
@@ -40,6 +41,7 @@ struct mk_cursor {
     mk_projection_t *projection;
     bson_value_t id_eq; /* valid when has_id_eq (a copy) */
     bool has_id_eq;
+    mk_plan_t plan;    /* how the scan runs (COLLSCAN when never planned) */
     mk_buf_t resume;   /* last record key returned */
     int64_t remaining; /* documents the limit still allows; -1: no limit */
     int64_t skip;      /* matches still to skip before the first returned document */

@@ -42,6 +42,10 @@ static int visit(const mk_scan_spec_t *spec, const MDB_val *k, const MDB_val *v,
     bson_t doc;
     if (!bson_init_static(&doc, v->mv_data, v->mv_size))
         return mk_error_setc(err, MK_CODE_STORAGE, "corrupt record");
+    if (spec->examined) {
+        if (spec->work_limit && *spec->examined >= spec->work_limit) return MK_SCAN_STOP;
+        (*spec->examined)++;
+    }
     mk_match_details_t md = {0};
     if (spec->matcher) {
         /* checked: an $expr may fail at run time (e.g. division by zero) */

@@ -18,6 +18,8 @@ typedef struct mk_scan_spec {
     const bson_value_t *id_eq;   /* when set, only the document with this _id is considered */
     const MDB_val *after;        /* resume strictly after this record key (NULL: start) */
     bool want_details;           /* compute positional match details */
+    int64_t *examined;           /* when set, counts the documents examined */
+    int64_t work_limit;          /* stop after examining this many documents (0: no limit) */
 } mk_scan_spec_t;
 
 int mk_scan(MDB_txn *txn, mk_coll_t *c, const mk_scan_spec_t *spec, mk_scan_fn fn, void *ud,
