@@ -608,6 +608,7 @@ typedef struct round_state {
     bool pending, done, failed;
     op_t inflight;
     uint32_t acks, intents;
+    int64_t intent_at, busy_us; /* when the last command started; time spent in commands */
     char child_msg[512];
 } round_state_t;
 
@@ -646,6 +647,7 @@ static bool take_record(crash_ctx_t *cx, round_state_t *rd, const rec_t *r)
         rd->pending = true;
         rd->inflight = r->op;
         rd->intents++;
+        rd->intent_at = now_us();
         if (cx->nlog < MAX_OPS_PER_ROUND) cx->log[cx->nlog++] = r->op;
         if (!op_reserve(&cx->model, &r->op)) return failf(cx, "out of memory\n");
         return true;
@@ -656,6 +658,7 @@ static bool take_record(crash_ctx_t *cx, round_state_t *rd, const rec_t *r)
         }
         rd->pending = false;
         rd->acks++;
+        rd->busy_us += now_us() - rd->intent_at;
         cx->acked++;
         if (!op_apply(&cx->model, &rd->inflight)) return failf(cx, "out of memory\n");
         return true;
@@ -704,7 +707,7 @@ static bool watch_and_kill(crash_ctx_t *cx, round_state_t *rd, pid_t pid, int fd
     int64_t t0 = now_us();
     int64_t kill_at = t0 + (int64_t)rng_below(rng, 50001);
     uint32_t target = mode == 1 ? rng_below(rng, 40) : 1 + rng_below(rng, 40);
-    uint32_t extra_us = rng_below(rng, mode == 1 ? 3000 : 1500);
+    uint64_t frac = rng_next(rng);
     unsigned char buf[sizeof(rec_t) * 8];
     size_t have = 0;
     bool eof = false, killed = false, ok = true, hung = false;
@@ -716,8 +719,13 @@ static bool watch_and_kill(crash_ctx_t *cx, round_state_t *rd, pid_t pid, int fd
             if (!ok || t - t0 >= HANG_US) {
                 hung = ok && rd->acks == 0 && !rd->done;
                 fire = true;
-            } else if (fire && mode != 0) {
-                usleep(extra_us);
+            } else if (fire && mode == 1) {
+                usleep((useconds_t)(frac % 3000));
+            } else if (fire && mode == 2) {
+                /* somewhere inside a command of typical length, so that many kills land in
+                 * the middle of a commit */
+                int64_t typical = rd->acks ? rd->busy_us / rd->acks + 1 : 1500;
+                usleep((useconds_t)(frac % (uint64_t)typical));
             }
             if (fire) {
                 kill(pid, SIGKILL); /* not reaped yet, so pid is still our child */

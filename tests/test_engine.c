@@ -515,6 +515,42 @@ static void test_expr_and_errors_in_find(void **state)
     bson_destroy(r);
 }
 
+static void test_max_time_ms(void **state)
+{
+    ok("{ drop: 'slow' }");
+    /* strings that make /^(a+)+$/ backtrack for a while (milliseconds) on each document */
+    bson_t *cmd = bson_new(), arr;
+    BSON_APPEND_UTF8(cmd, "insert", "slow");
+    bson_append_array_begin(cmd, "documents", -1, &arr);
+    for (int i = 0; i < 40; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "%d", i);
+        bson_t d;
+        bson_append_document_begin(&arr, k, -1, &d);
+        BSON_APPEND_INT32(&d, "_id", i);
+        BSON_APPEND_UTF8(&d, "s", "aaaaaaaaaaaaaaaaaaaaa!");
+        bson_append_document_end(&arr, &d);
+    }
+    bson_append_array_end(cmd, &arr);
+    bson_t reply = BSON_INITIALIZER;
+    assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    assert_error("{ find: 'slow', filter: { s: /^(a+)+$/ }, maxTimeMS: 1 }", 50,
+                 "operation exceeded time limit");
+    assert_error("{ count: 'slow', query: { s: /^(a+)+$/ }, maxTimeMS: 1 }", 50, NULL);
+    bson_t *w =
+        run("{ delete: 'slow', deletes: [ { q: { s: /^(a+)+$/ }, limit: 0 } ], maxTimeMS: 1 }");
+    assert_int_equal(get_int(w, "writeErrors.0.code"), 50); /* a write reports it per statement */
+    assert_int_equal(get_int(w, "n"), 0);
+    bson_destroy(w);
+    assert_error("{ find: 'slow', maxTimeMS: -5 }", 2, "maxTimeMS");
+    /* a limit that is not reached changes nothing */
+    bson_t *r = run("{ count: 'slow', maxTimeMS: 60000 }");
+    assert_int_equal(get_int(r, "n"), 40);
+    bson_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_cursor_timeout),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_expr_and_errors_in_find),
+        cmocka_unit_test(test_max_time_ms),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "engine/cursor.h"
 
@@ -44,6 +45,38 @@ static const struct {
     {"startSession", mk_cmd_start_session},
     {"refreshSessions", mk_cmd_refresh_sessions},
 };
+
+__thread int64_t mk_op_deadline_ns;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int mk_op_check_slow(mk_error_t *err)
+{
+    if (mono_ns() < mk_op_deadline_ns) return MK_OK;
+    return mk_error_setc(err, MK_CODE_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+}
+
+/* Reads maxTimeMS (0 or absent: no limit) into the thread's deadline. */
+static int set_deadline(const bson_t *cmd, mk_error_t *err)
+{
+    mk_op_deadline_ns = 0;
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, cmd, "maxTimeMS")) return MK_OK;
+    if (!BSON_ITER_HOLDS_NUMBER(&it))
+        return mk_error_setc(err, MK_CODE_BAD_VALUE, "maxTimeMS must be a number");
+    int64_t ms = bson_iter_as_int64(&it);
+    if (ms < 0 || ms > INT32_MAX)
+        return mk_error_setc(err, MK_CODE_BAD_VALUE,
+                             "%lld value for maxTimeMS is out of range [0, 2147483647]",
+                             (long long)ms);
+    if (ms > 0) mk_op_deadline_ns = mono_ns() + ms * 1000000;
+    return MK_OK;
+}
 
 static void error_reply(bson_t *reply, const mk_error_t *e)
 {
@@ -96,6 +129,10 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
         goto done;
     }
     c.name = bson_iter_key(&c.first);
+    if (set_deadline(cmd, e) != MK_OK) {
+        rc = MK_ERR;
+        goto done;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(commands[i].name, c.name) == 0) {
             bool handled;
@@ -106,6 +143,7 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
     }
     rc = mk_error_setc(e, MK_CODE_COMMAND_NOT_FOUND, "no such command: '%s'", c.name);
 done:
+    mk_op_deadline_ns = 0;
     if (rc == MK_OK) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
         return MK_OK;

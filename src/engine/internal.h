@@ -57,6 +57,17 @@ struct mk_engine {
     int read_pool_len;
 };
 
+/* ---- time limits (command.c) ---- */
+/* The running command's maxTimeMS deadline, per thread (0: none). Scans call mk_op_check()
+ * as they go; it fails with MaxTimeMSExpired (50) once the deadline has passed. */
+extern __thread int64_t mk_op_deadline_ns;
+int mk_op_check_slow(mk_error_t *err);
+static inline int mk_op_check(uint64_t *tick, mk_error_t *err)
+{
+    if (!mk_op_deadline_ns || (++*tick & 7)) return MK_OK;
+    return mk_op_check_slow(err);
+}
+
 /* ---- transactions (engine.c) ---- */
 int mk_txn_read(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err);
 void mk_txn_read_end(mk_engine_t *eng, MDB_txn *txn);

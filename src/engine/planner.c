@@ -118,6 +118,7 @@ typedef struct ixrun {
     void *ud;
     mk_exec_stats_t *stats;
     seen_t seen;
+    uint64_t tick;
     mk_error_t *err;
 } ixrun_t;
 
@@ -133,6 +134,7 @@ static bool over_limit(mk_exec_stats_t *st)
 /* One entry: fetch its document, filter, hand it over. */
 static int visit_entry(ixrun_t *r, const MDB_val *k, const MDB_val *v)
 {
+    if (mk_op_check(&r->tick, r->err) != MK_OK) return MK_ERR;
     r->stats->keys_examined++;
     if (r->plan->ix->multikey) {
         bool fresh;

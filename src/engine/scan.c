@@ -87,7 +87,9 @@ int mk_scan(MDB_txn *txn, mk_coll_t *c, const mk_scan_spec_t *spec, mk_scan_fn f
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     }
     int result = MK_OK;
+    uint64_t tick = 0;
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if ((result = mk_op_check(&tick, err)) != MK_OK) break;
         result = visit(spec, &k, &v, fn, ud, err);
         if (result != MK_OK) break;
     }
