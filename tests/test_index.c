@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include "bson/path.h"
+#include "bson/value.h"
+
+#include <time.h>
+#include <unistd.h>
 
 static mk_engine_t *eng;
 static char *dir;
@@ -284,6 +288,72 @@ static void test_maintenance_under_many_writes(void **state)
     assert_valid("w");
 }
 
+static void test_ttl(void **state)
+{
+    char *d = tu_tmpdir("ttl");
+    mk_error_t err = {0};
+    mk_engine_t *e =
+        mk_engine_open(d, &(mk_engine_opts_t){.no_sync = true, .ttl_interval_ms = 50}, &err);
+    assert_non_null(e);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    char buf[600];
+    snprintf(buf, sizeof buf,
+             "{ insert: 's', documents: [ { _id: 1, at: new Date(%lld) }, { _id: 2, at: new "
+             "Date(%lld) },"
+             " { _id: 3, at: 'not a date' }, { _id: 4 }, { _id: 5, at: [ new Date(%lld), new "
+             "Date(%lld) ] } ] }",
+             (long long)(now - 3600 * 1000), (long long)(now + 3600 * 1000),
+             (long long)(now + 3600 * 1000), (long long)(now - 7200 * 1000));
+    bson_t *cmd = tu_bson(buf), reply = BSON_INITIALIZER;
+    assert_int_equal(mk_engine_command(e, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    bson_reinit(&reply);
+    cmd = tu_bson("{ createIndexes: 's', indexes: [ { key: { at: 1 }, name: 'at_1', "
+                  "expireAfterSeconds: 60 } ] }");
+    assert_int_equal(mk_engine_command(e, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    /* the monitor runs every 50 ms here: wait for it */
+    int64_t n = -1;
+    for (int i = 0; i < 100 && n != 3; i++) {
+        usleep(20 * 1000);
+        bson_reinit(&reply);
+        cmd = tu_bson("{ count: 's' }");
+        assert_int_equal(mk_engine_command(e, "test", cmd, &reply, &err), MK_OK);
+        bson_destroy(cmd);
+        n = get_int(&reply, "n");
+    }
+    assert_int_equal(n, 3); /* 1 (past) and 5 (earliest date past) expired; 2, 3, 4 stay */
+    bson_reinit(&reply);
+    cmd = tu_bson("{ find: 's', sort: { _id: 1 }, projection: { _id: 1 } }");
+    assert_int_equal(mk_engine_command(e, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    bson_t *want = tu_bson("{ v: [ { _id: 2 }, { _id: 3 }, { _id: 4 } ] }");
+    bson_iter_t it, w;
+    assert_true(mk_path_get(&reply, "cursor.firstBatch", &it));
+    assert_true(bson_iter_init_find(&w, want, "v"));
+    assert_int_equal(mk_value_cmp(bson_iter_value(&it), bson_iter_value(&w)), 0);
+    bson_destroy(want);
+    bson_destroy(&reply);
+    mk_engine_close(e);
+    tu_rmdir(d);
+    free(d);
+}
+
+static void test_same_directory_twice(void **state)
+{
+    mk_error_t err = {0};
+    mk_engine_t *again = mk_engine_open(dir, NULL, &err);
+    assert_ptr_equal(again, eng); /* shared, not a second LMDB environment */
+    bson_t *cmd = tu_bson("{ insert: 'twice', documents: [ { _id: 1 } ] }"),
+           reply = BSON_INITIALIZER;
+    assert_int_equal(mk_engine_command(again, "test", cmd, &reply, &err), MK_OK);
+    bson_destroy(cmd);
+    bson_destroy(&reply);
+    mk_engine_close(again);
+    ok("{ insert: 'twice', documents: [ { _id: 2 } ] }"); /* the first handle still works */
+    assert_valid("twice");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +363,8 @@ int main(void)
         cmocka_unit_test(test_multikey_sparse_partial),
         cmocka_unit_test(test_parallel_arrays),
         cmocka_unit_test(test_maintenance_under_many_writes),
+        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_same_directory_twice),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

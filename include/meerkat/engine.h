@@ -28,6 +28,8 @@ typedef struct mk_engine_opts {
     int write_lock_timeout_ms; /* other writes wait this long (0: 60 s) */
     int txn_lifetime_ms;       /* older transactions are aborted (0: 60 s, as MongoDB) */
     int session_timeout_ms;    /* idle sessions are ended (0: 30 minutes, as MongoDB) */
+    int ttl_interval_ms;       /* TTL indexes are swept this often (0: 60 s, as MongoDB;
+                                  negative: never) */
 } mk_engine_opts_t;
 
 /* Opens (creating if needed) the data directory `dir`. opts may be NULL for defaults. */
@@ -40,6 +42,10 @@ void mk_engine_close(mk_engine_t *eng);
  * Returns MK_OK when the command succeeded (ok: 1), MK_ERR with err filled otherwise. */
 int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_t *reply,
                       mk_error_t *err);
+
+/* Deletes the documents TTL indexes say have expired, now (the background monitor does this
+ * every ttl_interval_ms). Returns the number deleted. */
+int64_t mk_ttl_sweep(mk_engine_t *eng);
 
 /* ---- sessions and transactions ----
  * A session groups commands; inside a transaction they see each other's writes, other readers

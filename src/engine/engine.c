@@ -38,7 +38,30 @@ static int mkdir_p(const char *dir)
     return rc;
 }
 
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static mk_engine_t *open_engines;
+
+static void really_close(mk_engine_t *eng);
+static mk_engine_t *open_engine(const char *dir, const mk_engine_opts_t *opts, mk_error_t *err);
+
 mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_error_t *err)
+{
+    struct stat st;
+    mk_engine_t *eng = NULL;
+    pthread_mutex_lock(&open_lock);
+    if (dir && *dir && stat(dir, &st) == 0) {
+        for (mk_engine_t *e = open_engines; e && !eng; e = e->next_open)
+            if (e->dev == st.st_dev && e->ino == st.st_ino) eng = e;
+    }
+    if (eng)
+        eng->opens++; /* the same directory: share it (its first options stay) */
+    else
+        eng = open_engine(dir, opts, err);
+    pthread_mutex_unlock(&open_lock);
+    return eng;
+}
+
+static mk_engine_t *open_engine(const char *dir, const mk_engine_opts_t *opts, mk_error_t *err)
 {
     if (!dir || !*dir) {
         mk_error_setc(err, MK_CODE_BAD_VALUE, "a data directory path is required");
@@ -79,7 +102,7 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
     if (rc != 0) {
         mk_error_setc(err, MK_CODE_STORAGE, "cannot open data directory '%s': %s", dir,
                       mdb_strerror(rc));
-        mk_engine_close(eng);
+        really_close(eng);
         return NULL;
     }
     MDB_envinfo info;
@@ -88,31 +111,61 @@ mk_engine_t *mk_engine_open(const char *dir, const mk_engine_opts_t *opts, mk_er
 
     MDB_txn *txn;
     if (mk_txn_write(eng, &txn, err) != MK_OK) {
-        mk_engine_close(eng);
+        really_close(eng);
         return NULL;
     }
     rc = mdb_dbi_open(txn, "catalog", MDB_CREATE, &eng->catalog);
     if (rc != 0) {
         mk_txn_abort(eng, txn);
         mk_lmdb_error(rc, err, "opening the catalog");
-        mk_engine_close(eng);
+        really_close(eng);
         return NULL;
     }
     if (mk_catalog_load(eng, txn, err) != MK_OK) {
         mk_txn_abort(eng, txn);
-        mk_engine_close(eng);
+        really_close(eng);
         return NULL;
     }
     if (mk_txn_commit(eng, txn, err) != MK_OK) {
-        mk_engine_close(eng);
+        really_close(eng);
         return NULL;
     }
+    if (mk_ttl_start(eng) != MK_OK) {
+        mk_error_setc(err, MK_CODE_INTERNAL, "cannot start the TTL monitor thread");
+        really_close(eng);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        eng->dev = st.st_dev;
+        eng->ino = st.st_ino;
+    }
+    eng->opens = 1;
+    eng->next_open = open_engines;
+    open_engines = eng;
     return eng;
 }
 
 void mk_engine_close(mk_engine_t *eng)
 {
     if (!eng) return;
+    pthread_mutex_lock(&open_lock);
+    if (--eng->opens > 0) {
+        pthread_mutex_unlock(&open_lock);
+        return;
+    }
+    for (mk_engine_t **pp = &open_engines; *pp; pp = &(*pp)->next_open)
+        if (*pp == eng) {
+            *pp = eng->next_open;
+            break;
+        }
+    pthread_mutex_unlock(&open_lock);
+    really_close(eng);
+}
+
+static void really_close(mk_engine_t *eng)
+{
+    mk_ttl_stop(eng);
     mk_sessions_free_all(eng);
     mk_cursors_free_all(eng);
     for (int i = 0; i < eng->read_pool_len; i++) mdb_txn_abort(eng->read_pool[i]);

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,6 +37,12 @@ typedef struct mk_coll {
 typedef struct mk_cursor mk_cursor_t;
 
 struct mk_engine {
+    /* One engine per data directory per process (LMDB must not open a file twice in one
+     * process): opening it again returns the same engine, counted. */
+    dev_t dev;
+    ino_t ino;
+    int opens;
+    struct mk_engine *next_open;
     MDB_env *env;
     MDB_dbi catalog;
     char *dir;
@@ -49,6 +56,11 @@ struct mk_engine {
      * own writer lock cannot time out). */
     pthread_mutex_t wlock;
     struct mk_sess *sessions;
+    /* TTL monitor (ttl.c) */
+    pthread_t ttl_thread;
+    pthread_mutex_t ttl_lock;
+    pthread_cond_t ttl_cond;
+    bool ttl_stop, ttl_running;
     mk_coll_t *colls; /* collections known to committed transactions */
     mk_cursor_t *cursors;
     int64_t next_cursor_id;
@@ -85,6 +97,10 @@ void mk_catalog_free(mk_engine_t *eng);
 int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 /* Doubles the map size (called with no transaction active in this thread). */
 int mk_engine_grow(mk_engine_t *eng, mk_error_t *err);
+
+/* ---- TTL (ttl.c) ---- */
+int mk_ttl_start(mk_engine_t *eng);
+void mk_ttl_stop(mk_engine_t *eng);
 
 /* ---- sessions (session.c) ---- */
 /* Runs a command that carries session fields (lsid, txnNumber, autocommit, startTransaction)
