@@ -263,7 +263,7 @@ int mk_cmd_find(mk_cmd_t *c)
     bson_t filter = BSON_INITIALIZER, sort, projection;
     bool has_sort = false, has_proj = false, has_hint = false, batch_given = false;
     int64_t skip = 0, limit = 0, batch = DEFAULT_FIRST_BATCH;
-    bool single = false;
+    bool single = false, disk_use = false;
     bson_iter_t hint;
     const mk_optspec_t spec[] = {
         {"filter", MK_OPT_DOC, &filter, NULL},
@@ -274,7 +274,7 @@ int mk_cmd_find(mk_cmd_t *c)
         {"batchSize", MK_OPT_INT64, &batch, &batch_given},
         {"singleBatch", MK_OPT_BOOL, &single, NULL},
         {"hint", MK_OPT_ITER, &hint, &has_hint},
-        {"allowDiskUse", MK_OPT_IGNORE, NULL, NULL},
+        {"allowDiskUse", MK_OPT_BOOL, &disk_use, NULL},
         {"noCursorTimeout", MK_OPT_IGNORE, NULL, NULL},
         {"allowPartialResults", MK_OPT_IGNORE, NULL, NULL},
         {"readOnce", MK_OPT_IGNORE, NULL, NULL},
@@ -334,6 +334,12 @@ int mk_cmd_find(mk_cmd_t *c)
     if (rc != MK_OK) {
         bson_destroy(&arr);
         mk_cursor_free(cur);
+        if (disk_use && c->err->code == 292)
+            mk_error_set(c->err, 292, "QueryExceededMemoryLimitNoDiskUseAllowed",
+                         "Sort exceeded memory limit of %d bytes: meerkat does not spill sorts "
+                         "to disk yet, allowDiskUse cannot help; add an index for the sort or a "
+                         "limit",
+                         MK_SORT_MEMORY_LIMIT);
         return executor_error(c, "find");
     }
     int64_t id = 0;
