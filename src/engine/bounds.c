@@ -304,13 +304,20 @@ static int oil_complement(const oil_t *a, oil_t *out)
     return oil_push(out, prev, prev_incl, &V_MAXKEY, true);
 }
 
-/* dst ∪= src (dst normalized afterwards). */
-static int oil_union(oil_t *dst, const oil_t *src)
+/* Appends the intervals of src to dst (not normalized). */
+static int oil_append(oil_t *dst, const oil_t *src)
 {
     for (size_t i = 0; i < src->n; i++)
         if (oil_push(dst, &src->v[i].lo, src->v[i].lo_incl, &src->v[i].hi, src->v[i].hi_incl) !=
             MK_OK)
             return MK_ENOMEM;
+    return MK_OK;
+}
+
+/* dst ∪= src (dst normalized afterwards). */
+static int oil_union(oil_t *dst, const oil_t *src)
+{
+    if (oil_append(dst, src) != MK_OK) return MK_ENOMEM;
     oil_normalize(dst);
     return MK_OK;
 }
@@ -634,7 +641,7 @@ static int in_item(builder_t *bl, const bson_value_t *arr, item_t *it)
             return rc;
         }
         it->exact = it->exact && sub.exact;
-        rc = oil_union(&it->oil, &sub.oil);
+        rc = oil_append(&it->oil, &sub.oil); /* normalized once, by finish_item */
         oil_free(&sub.oil);
         if (rc != MK_OK) {
             oil_free(&it->oil);

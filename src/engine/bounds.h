@@ -81,8 +81,10 @@ bool mk_bounds_is_full(const mk_bounds_t *b);
  * order, as MongoDB writes them:
  *   { email: [ "[\"a@b.c\", \"a@b.c\"]" ], age: [ "[18, inf.0]" ], x: [ "[MinKey, MaxKey]" ] }
  * "[" / "]" include an end, "(" / ")" exclude it; descending fields list their intervals from
- * high to low ("[MaxKey, MinKey]", "(5, -inf.0]"). A field dropped from the product by
- * MK_BOUNDS_MAX_PRODUCT shows [MinKey, MaxKey]. Returns MK_OK, or MK_ERR when out is too large. */
+ * high to low ("[MaxKey, MinKey]", "(5, -inf.0]"). Every field shows the bounds its conditions
+ * give, as in MongoDB, even a field after a range or past MK_BOUNDS_MAX_PRODUCT that the byte
+ * ranges leave free (the filter then checks it). Returns MK_OK, or MK_ERR when out gets too
+ * large. */
 int mk_bounds_explain(const mk_bounds_t *b, bson_t *out, mk_error_t *err);
 
 void mk_bounds_destroy(mk_bounds_t *b);

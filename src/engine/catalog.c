@@ -4,6 +4,7 @@
  * { ns, id, options, uuid }, and "m:next_id" -> { v: <next collection id> }. Each collection's
  * records live in the sub-database "r<id>". A cache of mk_coll_t entries keeps the DBI handles;
  * entries made or dropped by an open transaction are visible only to it until it commits. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,16 @@ int mk_check_coll_name(const char *coll, mk_error_t *err)
                              "Invalid collection name: '%s': system collections are reserved",
                              coll);
     return MK_OK;
+}
+
+static void tables_settle(mk_engine_t *eng, MDB_txn *txn, bool committed);
+
+/* Another transaction created ns and has not published it yet. Called with eng->lock held. */
+static bool being_published(mk_engine_t *eng, const char *ns, MDB_txn *txn)
+{
+    for (mk_coll_t *c = eng->colls; c; c = c->next)
+        if (c->created_by && c->created_by != txn && strcmp(c->ns, ns) == 0) return true;
+    return false;
 }
 
 static bool visible(const mk_coll_t *c, MDB_txn *txn)
@@ -126,16 +137,49 @@ static mk_coll_t *cache_add(mk_engine_t *eng, const char *ns, size_t db_len, uin
     return c;
 }
 
+/* A transaction only knows the table handles that existed when it began. */
+static bool handles_known(mk_coll_t *c, MDB_txn *txn)
+{
+    unsigned flags;
+    if (mdb_dbi_flags(txn, c->dbi, &flags) != 0) return false;
+    const mk_indexset_t *s = mk_coll_indexes(c, txn);
+    for (size_t i = 0; i < s->n; i++)
+        if (mdb_dbi_flags(txn, s->v[i]->dbi, &flags) != 0) return false;
+    return true;
+}
+
 int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll, mk_coll_t **out,
                  mk_error_t *err)
 {
     char ns[256];
     *out = NULL;
     if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
-    pthread_mutex_lock(&eng->lock);
-    mk_coll_t *c = cache_find(eng, ns, txn);
-    pthread_mutex_unlock(&eng->lock);
+    mk_coll_t *c;
+    for (int spins = 0;; spins++) {
+        pthread_mutex_lock(&eng->lock);
+        c = cache_find(eng, ns, txn);
+        bool publishing = !c && spins < 100000 && being_published(eng, ns, txn);
+        pthread_mutex_unlock(&eng->lock);
+        if (!publishing) break;
+        /* Committed a moment ago by another thread, which has not published its cache
+         * entry yet (it does right after LMDB's commit): wait for it rather than load a
+         * second entry that later DDL would leave stale. Only when our snapshot already has
+         * the collection, so that a collection made inside an open transaction is simply
+         * absent, as it should be. */
+        MDB_val k = {0, NULL}, v;
+        char key[260];
+        k.mv_size = (size_t)snprintf(key, sizeof key, "c:%s", ns);
+        k.mv_data = key;
+        if (mdb_get(txn, eng->catalog, &k, &v) != 0) break;
+        sched_yield();
+    }
     if (c) {
+        if (txn != __atomic_load_n(&eng->write_txn, __ATOMIC_ACQUIRE) && !handles_known(c, txn)) {
+            /* published after this read transaction began: move it to the present */
+            mdb_txn_reset(txn);
+            int rrc = mdb_txn_renew(txn);
+            if (rrc != 0) return mk_lmdb_error(rrc, err, "renewing a read transaction");
+        }
         *out = c;
         return MK_OK;
     }
@@ -251,9 +295,8 @@ int mk_coll_ensure(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *c
     char ns[256];
     if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
     uint64_t id = 0;
-    if ((rc = mk_catalog_next_id(eng, txn, &id, err)) != MK_OK) return rc;
     MDB_dbi dbi;
-    if ((rc = open_records(txn, id, MDB_CREATE, &dbi, err)) != MK_OK) return rc;
+    if ((rc = mk_table_create(eng, txn, 'r', &id, &dbi, err)) != MK_OK) return rc;
 
     bson_t entry = BSON_INITIALIZER, empty = BSON_INITIALIZER;
     uint8_t uuid[16];
@@ -294,9 +337,7 @@ int mk_coll_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, mk_error_t *err)
     int rc = mdb_del(txn, eng->catalog, &k, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "writing the catalog");
     if (mk_indexes_drop_all(txn, c, err) != MK_OK) return MK_ERR;
-    /* Delete the table; LMDB closes the handle when the transaction commits. */
-    rc = mdb_drop(txn, c->dbi, 1);
-    if (rc != 0) return mk_lmdb_error(rc, err, "dropping a collection");
+    if (mk_table_drop(eng, txn, 'r', c->id, c->dbi, err) != MK_OK) return MK_ERR;
     pthread_mutex_lock(&eng->lock);
     c->dropped_by = txn;
     pthread_mutex_unlock(&eng->lock);
@@ -334,6 +375,7 @@ int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visi
 void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn)
 {
     pthread_mutex_lock(&eng->lock);
+    tables_settle(eng, txn, false);
     for (mk_coll_t **pp = &eng->colls; *pp;) {
         mk_coll_t *c = *pp;
         if (c->dropped_by == txn) c->dropped_by = NULL;
@@ -348,9 +390,10 @@ void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn)
     pthread_mutex_unlock(&eng->lock);
 }
 
-void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn)
+void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn, size_t txnid)
 {
     pthread_mutex_lock(&eng->lock);
+    tables_settle(eng, txn, true);
     for (mk_coll_t **pp = &eng->colls; *pp;) {
         mk_coll_t *c = *pp;
         if (c->created_by == txn) c->created_by = NULL;
@@ -359,7 +402,7 @@ void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn)
             coll_free(c);
             continue;
         }
-        mk_indexes_commit(c, txn);
+        mk_indexes_commit(c, txn, txnid);
         pp = &c->next;
     }
     pthread_mutex_unlock(&eng->lock);
@@ -368,6 +411,7 @@ void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn)
 int mk_catalog_set_indexes(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const bson_t *indexes,
                            mk_error_t *err)
 {
+    eng->ddl_dirty = true;
     char key[260];
     int klen = snprintf(key, sizeof key, "c:%s", c->ns);
     MDB_val k = {(size_t)klen, key}, v;
@@ -384,4 +428,91 @@ int mk_catalog_set_indexes(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const b
     bson_destroy(&entry);
     if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
     return MK_OK;
+}
+
+/* ---------------------------------------------------------------- table reuse */
+
+typedef enum { FT_FREE, FT_DROPPING, FT_TAKEN } ft_state_t;
+
+typedef struct mk_free_table {
+    char prefix;
+    uint64_t id;
+    MDB_dbi dbi;
+    ft_state_t state;
+    MDB_txn *txn; /* the transaction dropping or taking it */
+    struct mk_free_table *next;
+} mk_free_table_t;
+
+int mk_table_create(mk_engine_t *eng, MDB_txn *txn, char prefix, uint64_t *id, MDB_dbi *dbi,
+                    mk_error_t *err)
+{
+    eng->ddl_dirty = true;
+    pthread_mutex_lock(&eng->lock);
+    for (mk_free_table_t *f = eng->free_tables; f; f = f->next) {
+        if (f->state == FT_FREE && f->prefix == prefix) {
+            f->state = FT_TAKEN;
+            f->txn = txn;
+            *id = f->id;
+            *dbi = f->dbi;
+            pthread_mutex_unlock(&eng->lock);
+            return MK_OK;
+        }
+    }
+    pthread_mutex_unlock(&eng->lock);
+    int rc = mk_catalog_next_id(eng, txn, id, err);
+    if (rc == MK_OK) rc = mk_table_open(txn, prefix, *id, true, dbi, err);
+    return rc;
+}
+
+int mk_table_drop(mk_engine_t *eng, MDB_txn *txn, char prefix, uint64_t id, MDB_dbi dbi,
+                  mk_error_t *err)
+{
+    eng->ddl_dirty = true;
+    mk_free_table_t *f = calloc(1, sizeof *f);
+    if (!f) return mk_error_nomem(err);
+    int rc = mdb_drop(txn, dbi, 0); /* empty it, keep the handle */
+    if (rc != 0) {
+        free(f);
+        return mk_lmdb_error(rc, err, "dropping a table");
+    }
+    f->prefix = prefix;
+    f->id = id;
+    f->dbi = dbi;
+    f->state = FT_DROPPING;
+    f->txn = txn;
+    pthread_mutex_lock(&eng->lock);
+    f->next = eng->free_tables;
+    eng->free_tables = f;
+    pthread_mutex_unlock(&eng->lock);
+    return MK_OK;
+}
+
+/* Called with eng->lock held. */
+static void tables_settle(mk_engine_t *eng, MDB_txn *txn, bool committed)
+{
+    for (mk_free_table_t **pp = &eng->free_tables; *pp;) {
+        mk_free_table_t *f = *pp;
+        if (f->txn != txn || f->state == FT_FREE) {
+            pp = &f->next;
+            continue;
+        }
+        bool keep = (f->state == FT_DROPPING) == committed; /* dropped: now free; taken: undone */
+        if (keep) {
+            f->state = FT_FREE;
+            f->txn = NULL;
+            pp = &f->next;
+        } else {
+            *pp = f->next;
+            free(f);
+        }
+    }
+}
+
+void mk_tables_free(mk_engine_t *eng)
+{
+    while (eng->free_tables) {
+        mk_free_table_t *f = eng->free_tables;
+        eng->free_tables = f->next;
+        free(f);
+    }
 }

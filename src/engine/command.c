@@ -172,9 +172,13 @@ int mk_cmd_write(mk_cmd_t *c, mk_write_body body, void *ud)
     if (c->txn) {
         /* Inside a transaction: no commit here, and a full map cannot be retried in place. */
         int rc = body(c, c->txn, ud);
-        if (rc == MK_EMAPFULL)
-            return mk_error_set(c->err, MK_CODE_WRITE_CONFLICT, "WriteConflict",
-                                "the data file is full; the transaction must be retried");
+        if (rc == MK_EMAPFULL) {
+            c->map_full = true;
+            mk_error_set(c->err, MK_CODE_WRITE_CONFLICT, "WriteConflict",
+                         "the data file was full and grows now; retry the transaction");
+            c->err->labels |= MK_LABEL_TRANSIENT_TRANSACTION;
+            return MK_ERR;
+        }
         return rc;
     }
     for (int attempt = 0;; attempt++) {

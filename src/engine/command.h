@@ -15,6 +15,7 @@ typedef struct mk_cmd {
     bson_iter_t first;  /* positioned on the first element */
     bson_t *reply;      /* the command appends its fields; `ok` is added by the dispatcher */
     MDB_txn *txn;       /* the session's open transaction, when the command runs inside one */
+    bool map_full;      /* the transaction ran out of map space: grow once it is aborted */
     mk_error_t *err;
 } mk_cmd_t;
 

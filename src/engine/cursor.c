@@ -69,7 +69,7 @@ void mk_cursor_register(mk_engine_t *eng, mk_cursor_t *c)
     c->id = eng->next_cursor_id++;
     c->last_used_ms = monotonic_ms();
     c->next = eng->cursors;
-    eng->cursors = c;
+    __atomic_store_n(&eng->cursors, c, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&eng->lock);
 }
 

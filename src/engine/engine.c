@@ -85,6 +85,7 @@ static mk_engine_t *open_engine(const char *dir, const mk_engine_opts_t *opts, m
     pthread_rwlock_init(&eng->resize, NULL);
     pthread_mutex_init(&eng->lock, NULL);
     pthread_mutex_init(&eng->wlock, NULL);
+    pthread_rwlock_init(&eng->ddl, NULL);
     if (!eng->opts.txn_lock_timeout_ms) eng->opts.txn_lock_timeout_ms = 100;
     if (!eng->opts.write_lock_timeout_ms) eng->opts.write_lock_timeout_ms = 60 * 1000;
     if (!eng->opts.txn_lifetime_ms) eng->opts.txn_lifetime_ms = 60 * 1000;
@@ -171,10 +172,12 @@ static void really_close(mk_engine_t *eng)
     for (int i = 0; i < eng->read_pool_len; i++) mdb_txn_abort(eng->read_pool[i]);
     eng->read_pool_len = 0;
     mk_catalog_free(eng);
+    mk_tables_free(eng);
     if (eng->env) mdb_env_close(eng->env);
     pthread_rwlock_destroy(&eng->resize);
     pthread_mutex_destroy(&eng->lock);
     pthread_mutex_destroy(&eng->wlock);
+    pthread_rwlock_destroy(&eng->ddl);
     free(eng->dir);
     free(eng);
 }
@@ -198,14 +201,18 @@ int mk_txn_read(mk_engine_t *eng, MDB_txn **txn, mk_error_t *err)
     pthread_mutex_lock(&eng->lock);
     if (eng->read_pool_len) t = eng->read_pool[--eng->read_pool_len];
     pthread_mutex_unlock(&eng->lock);
+    pthread_rwlock_rdlock(&eng->ddl);
     if (t) {
         if (mdb_txn_renew(t) == 0) {
+            pthread_rwlock_unlock(&eng->ddl);
             *txn = t;
             return MK_OK;
         }
         mdb_txn_abort(t);
     }
-    if (begin(eng, MDB_RDONLY, txn, err) != MK_OK) {
+    int rc = begin(eng, MDB_RDONLY, txn, err);
+    pthread_rwlock_unlock(&eng->ddl);
+    if (rc != MK_OK) {
         pthread_rwlock_unlock(&eng->resize);
         return MK_ERR;
     }
@@ -255,18 +262,23 @@ int mk_txn_write_timed(mk_engine_t *eng, MDB_txn **txn, int timeout_ms, mk_error
         pthread_mutex_unlock(&eng->wlock);
         return MK_ERR;
     }
-    eng->write_txn = *txn;
+    __atomic_store_n(&eng->write_txn, *txn, __ATOMIC_RELEASE);
     return MK_OK;
 }
 
 int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
 {
-    eng->write_txn = NULL;
+    __atomic_store_n(&eng->write_txn, NULL, __ATOMIC_RELEASE);
+    size_t txnid = mdb_txn_id(txn); /* the id the commit gives the new snapshot */
+    bool ddl = eng->ddl_dirty;
+    eng->ddl_dirty = false;
+    if (ddl) pthread_rwlock_wrlock(&eng->ddl);
     int rc = mdb_txn_commit(txn);
     if (rc != 0)
         mk_catalog_rollback(eng, txn);
     else
-        mk_catalog_commit(eng, txn);
+        mk_catalog_commit(eng, txn, txnid);
+    if (ddl) pthread_rwlock_unlock(&eng->ddl);
     pthread_rwlock_unlock(&eng->resize);
     pthread_mutex_unlock(&eng->wlock);
     if (rc != 0) return mk_lmdb_error(rc, err, "commit");
@@ -275,7 +287,8 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
 
 void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn)
 {
-    if (eng->write_txn == txn) eng->write_txn = NULL;
+    if (eng->write_txn == txn) __atomic_store_n(&eng->write_txn, NULL, __ATOMIC_RELEASE);
+    eng->ddl_dirty = false;
     mk_catalog_rollback(eng, txn);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&eng->resize);

@@ -34,8 +34,15 @@ void mk_indexset_free(mk_indexset_t *s)
 
 const mk_indexset_t *mk_coll_indexes(mk_coll_t *c, MDB_txn *txn)
 {
-    if (c->pending && c->pending_txn == txn) return c->pending;
-    return c->indexes ? c->indexes : &empty_set;
+    /* pending and write_txn belong to the writer thread; others only compare them */
+    if (__atomic_load_n(&c->pending_txn, __ATOMIC_ACQUIRE) == txn && txn && c->pending)
+        return c->pending;
+    const mk_indexset_t *s = __atomic_load_n(&c->indexes, __ATOMIC_ACQUIRE);
+    if (s && txn && txn != __atomic_load_n(&c->eng->write_txn, __ATOMIC_ACQUIRE)) {
+        size_t snapshot = mdb_txn_id(txn);
+        while (s->txnid > snapshot && s->graveyard) s = s->graveyard;
+    }
+    return s ? s : &empty_set;
 }
 
 mk_index_t *mk_indexset_find(const mk_indexset_t *s, const char *name)
@@ -45,9 +52,10 @@ mk_index_t *mk_indexset_find(const mk_indexset_t *s, const char *name)
     return NULL;
 }
 
-void mk_indexes_commit(mk_coll_t *c, MDB_txn *txn)
+void mk_indexes_commit(mk_coll_t *c, MDB_txn *txn, size_t txnid)
 {
     if (!c->pending || c->pending_txn != txn) return;
+    c->pending->txnid = txnid;
     /* Readers may still hold the old set: keep it until the engine closes. */
     c->pending->graveyard = c->indexes;
     __atomic_store_n(&c->indexes, c->pending, __ATOMIC_RELEASE);
@@ -181,7 +189,7 @@ static int install(MDB_txn *txn, mk_coll_t *c, const bson_t *arr, mk_error_t *er
     if (rc != MK_OK) return rc;
     if (c->pending && c->pending_txn == txn) mk_indexset_free(c->pending);
     c->pending = s;
-    c->pending_txn = txn;
+    __atomic_store_n(&c->pending_txn, txn, __ATOMIC_RELEASE);
     return MK_OK;
 }
 
@@ -621,8 +629,7 @@ int mk_indexes_create(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const bson_t
         if (rc == MK_OK && !skip) {
             uint64_t id;
             MDB_dbi dbi;
-            rc = mk_catalog_next_id(eng, txn, &id, err);
-            if (rc == MK_OK) rc = mk_table_open(txn, 'x', id, true, &dbi, err);
+            rc = mk_table_create(eng, txn, 'x', &id, &dbi, err);
             if (rc == MK_OK) {
                 char k[16];
                 const char *kp;
@@ -729,8 +736,7 @@ int mk_indexes_drop(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, bson_iter_t *w
         uint32_t n = 0;
         for (size_t i = 0; i < s->n && rc == MK_OK; i++) {
             if (drop[i]) {
-                int lrc = mdb_drop(txn, s->v[i]->dbi, 1);
-                if (lrc != 0) rc = mk_lmdb_error(lrc, err, "dropping an index");
+                rc = mk_table_drop(c->eng, txn, 'x', s->v[i]->id, s->v[i]->dbi, err);
                 continue;
             }
             /* keep: re-emit its catalog element */
@@ -761,8 +767,7 @@ int mk_indexes_drop_all(MDB_txn *txn, mk_coll_t *c, mk_error_t *err)
 {
     const mk_indexset_t *s = mk_coll_indexes(c, txn);
     for (size_t i = 0; i < s->n; i++) {
-        int rc = mdb_drop(txn, s->v[i]->dbi, 1);
-        if (rc != 0) return mk_lmdb_error(rc, err, "dropping an index");
+        if (mk_table_drop(c->eng, txn, 'x', s->v[i]->id, s->v[i]->dbi, err) != MK_OK) return MK_ERR;
     }
     return MK_OK;
 }
@@ -796,6 +801,7 @@ int mk_indexes_validate(MDB_txn *txn, mk_coll_t *c, bson_t *reply, bool *valid, 
     size_t n = s->n;
     int64_t *expected = n ? calloc(n, sizeof *expected) : NULL;
     int64_t missing = 0, nrecords = 0;
+    bool *bad = n ? calloc(n, sizeof *bad) : NULL;
     if (n && !expected) return mk_error_nomem(err);
     bson_t errors = BSON_INITIALIZER;
     uint32_t nerr = 0;
@@ -833,6 +839,7 @@ int mk_indexes_validate(MDB_txn *txn, mk_coll_t *c, bson_t *reply, bool *valid, 
                     memcmp(ev.mv_data, reckey.data, reckey.len) != 0) {
                     missing++;
                     *valid = false;
+                    if (ix < n && bad) bad[ix] = true;
                 }
             }
         } else {
@@ -851,6 +858,7 @@ int mk_indexes_validate(MDB_txn *txn, mk_coll_t *c, bson_t *reply, bool *valid, 
         BSON_APPEND_INT64(&per, s->v[i]->name, entries);
         if (entries != expected[i]) {
             *valid = false;
+            if (bad) bad[i] = true;
             char key[16], msg[300];
             const char *kp;
             bson_uint32_to_string(nerr++, &kp, key, sizeof key);
@@ -872,7 +880,7 @@ int mk_indexes_validate(MDB_txn *txn, mk_coll_t *c, bson_t *reply, bool *valid, 
     for (size_t i = 0; i < n; i++) {
         bson_t d;
         bson_append_document_begin(&details, s->v[i]->name, -1, &d);
-        BSON_APPEND_BOOL(&d, "valid", *valid);
+        BSON_APPEND_BOOL(&d, "valid", !(bad && bad[i]));
         bson_append_document_end(&details, &d);
     }
     bson_append_document_end(reply, &details);
@@ -883,6 +891,7 @@ int mk_indexes_validate(MDB_txn *txn, mk_coll_t *c, bson_t *reply, bool *valid, 
     BSON_APPEND_ARRAY(reply, "errors", &errors);
     bson_destroy(&errors);
     free(expected);
+    free(bad);
     if (result == MK_OK && rc != MDB_NOTFOUND) return mk_lmdb_error(rc, err, "validating");
     return result;
 }

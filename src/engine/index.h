@@ -28,12 +28,14 @@ typedef struct mk_index {
 } mk_index_t;
 
 struct mk_indexset {
+    size_t txnid; /* the LMDB transaction that published it (0: loaded at open) */
     size_t n;
     mk_index_t **v;
     struct mk_indexset *graveyard; /* replaced sets, freed at engine close */
 };
 
-/* The indexes a transaction sees (its own pending DDL included). Never NULL. */
+/* The indexes a transaction sees: its own pending DDL, or the newest set published no later
+ * than its snapshot (older sets are kept for readers that started before a DDL). Never NULL. */
 const mk_indexset_t *mk_coll_indexes(mk_coll_t *c, MDB_txn *txn);
 mk_index_t *mk_indexset_find(const mk_indexset_t *s, const char *name);
 
@@ -42,7 +44,7 @@ int mk_indexset_load(mk_engine_t *eng, MDB_txn *txn, const bson_t *entry, mk_ind
                      mk_error_t *err);
 void mk_indexset_free(mk_indexset_t *s);
 /* Publishes or drops the pending sets of a transaction (called from catalog commit/rollback). */
-void mk_indexes_commit(mk_coll_t *c, MDB_txn *txn);
+void mk_indexes_commit(mk_coll_t *c, MDB_txn *txn, size_t txnid);
 void mk_indexes_rollback(mk_coll_t *c, MDB_txn *txn);
 
 /* Write-path maintenance. `doc` has its _id first; old is the stored document being replaced

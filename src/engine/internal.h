@@ -55,7 +55,13 @@ struct mk_engine {
     /* Held by the process's write transaction, so that waiting for it can be bounded (LMDB's
      * own writer lock cannot time out). */
     pthread_mutex_t wlock;
+    /* A commit that changes the catalog (collections, indexes) publishes its in-memory side
+     * right after LMDB's commit. Readers take a snapshot only outside that window (shared),
+     * so a snapshot never shows data that in-memory catalog state does not match yet. */
+    pthread_rwlock_t ddl;
+    bool ddl_dirty; /* the open write transaction changed the catalog */
     struct mk_sess *sessions;
+    struct mk_free_table *free_tables; /* emptied tables kept open for reuse (catalog.c) */
     /* TTL monitor (ttl.c) */
     pthread_t ttl_thread;
     pthread_mutex_t ttl_lock;
@@ -130,13 +136,21 @@ int mk_catalog_each(mk_engine_t *eng, MDB_txn *txn, const char *db, mk_coll_visi
 /* Forget collections created by a transaction that aborted (their DBI handles died). */
 void mk_catalog_rollback(mk_engine_t *eng, MDB_txn *txn);
 /* Publish what a transaction that committed created or dropped. */
-void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn);
+void mk_catalog_commit(mk_engine_t *eng, MDB_txn *txn, size_t txnid);
 
 /* Rewrites the catalog entry of c with a new "indexes" array (inside write txn). */
 int mk_catalog_set_indexes(mk_engine_t *eng, MDB_txn *txn, mk_coll_t *c, const bson_t *indexes,
                            mk_error_t *err);
 /* Allocates a new table id (collections and indexes share the counter). */
 int mk_catalog_next_id(mk_engine_t *eng, MDB_txn *txn, uint64_t *id, mk_error_t *err);
+/* A new empty table "<prefix><id>" in write txn: an emptied one is reused when there is one.
+ * Tables are never deleted: a dropped table is emptied and kept open, because LMDB closes a
+ * deleted table's handle at commit, under the feet of readers still using it. */
+int mk_table_create(mk_engine_t *eng, MDB_txn *txn, char prefix, uint64_t *id, MDB_dbi *dbi,
+                    mk_error_t *err);
+int mk_table_drop(mk_engine_t *eng, MDB_txn *txn, char prefix, uint64_t id, MDB_dbi dbi,
+                  mk_error_t *err);
+void mk_tables_free(mk_engine_t *eng);
 /* Opens (creating when `create`) table "<prefix><id>". */
 int mk_table_open(MDB_txn *txn, char prefix, uint64_t id, bool create, MDB_dbi *dbi,
                   mk_error_t *err);

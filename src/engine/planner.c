@@ -553,6 +553,7 @@ int mk_query_run(MDB_txn *txn, mk_coll_t *c, const bson_t *filter, const mk_matc
 bool mk_plan_still_valid(const mk_plan_t *plan, mk_coll_t *c, MDB_txn *txn)
 {
     if (plan->kind != MK_PLAN_IXSCAN) return true;
+    /* the same table may have been reused by an index of the same name: compare specs too */
     mk_index_t *now = mk_indexset_find(mk_coll_indexes(c, txn), plan->ix->name);
-    return now && now->id == plan->ix->id;
+    return now && now->id == plan->ix->id && mk_bson_cmp(now->spec, plan->ix->spec) == 0;
 }

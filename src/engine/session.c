@@ -64,7 +64,7 @@ static mk_sess_t *acquire(mk_engine_t *eng, const uint8_t *key, size_t len, bool
         s->key_len = len;
         s->txn_number = -1;
         s->next = eng->sessions;
-        eng->sessions = s;
+        __atomic_store_n(&eng->sessions, s, __ATOMIC_RELEASE);
     }
     if (s && s->busy) {
         pthread_mutex_unlock(&eng->lock);
@@ -171,8 +171,15 @@ static int commit_or_abort(mk_cmd_t *c, mk_sess_t *s, const sess_fields_t *f, bo
                                  "a transaction must be committed by the thread that started it");
         MDB_txn *txn = s->txn;
         s->txn = NULL;
-        if (mk_txn_commit(c->eng, txn, c->err) != MK_OK) {
+        int crc = mk_txn_commit(c->eng, txn, c->err);
+        if (crc != MK_OK) {
             s->state = TXN_ABORTED;
+            if (crc == MK_EMAPFULL) {
+                /* LMDB aborted it: grow the map so that a retry fits */
+                mk_engine_grow(c->eng, NULL);
+                mk_error_set(c->err, MK_CODE_WRITE_CONFLICT, "WriteConflict",
+                             "the data file was full and has grown; retry the transaction");
+            }
             c->err->labels |= MK_LABEL_TRANSIENT_TRANSACTION;
             return MK_ERR;
         }
@@ -240,6 +247,7 @@ static int in_transaction(mk_cmd_t *c, mk_sess_t *s, const sess_fields_t *f,
     /* As MongoDB: a failing statement aborts the transaction. */
     if (rc != MK_OK || has_write_errors(c->reply)) {
         abort_txn(eng, s);
+        if (c->map_full) mk_engine_grow(eng, NULL);
         if (rc != MK_OK && c->err->code != MK_CODE_NO_SUCH_TRANSACTION)
             c->err->labels |= MK_LABEL_TRANSIENT_TRANSACTION;
     }
@@ -304,6 +312,10 @@ void mk_sessions_reap(mk_engine_t *eng)
     pthread_mutex_lock(&eng->lock);
     for (mk_sess_t **pp = &eng->sessions; *pp;) {
         mk_sess_t *s = *pp;
+        if (s->busy) { /* its thread owns its fields right now */
+            pp = &s->next;
+            continue;
+        }
         bool mine = s->state == TXN_ACTIVE && pthread_equal(s->owner, self);
         if (!s->busy && now - s->last_used_ms > eng->opts.session_timeout_ms &&
             (s->state != TXN_ACTIVE || mine)) {
