@@ -1629,7 +1629,7 @@ int mk_bounds_build(const bson_t *filter, const char *const *paths, const int *d
     /* 2. per-field intervals */
     used = calloc(bl.npreds ? bl.npreds : 1, sizeof *used);
     if (!used) goto nomem;
-    bool any_first;
+    bool any_first = false;
     rc = assign(&bl, b, paths, nfields, used, &any_first);
     if (rc != MK_OK) goto fail;
     if (!any_first) { /* nothing bears on the leading field: the index cannot help */
