@@ -240,6 +240,25 @@ static void test_sort_from_index(void **state)
     bson_t *c = run("{ count: 'users', query: { age: { $gte: 50 } } }");
     assert_int_equal(seen, int_at(c, "n"));
     bson_destroy(c);
+    /* a leading field pinned by equality need not be in the sort: { lastName: 1, age: -1 } */
+    r = run("{ explain: { find: 'users', filter: { lastName: 'Smith' }, sort: { age: -1 } } }");
+    assert_string_equal(str_at(r, "queryPlanner.winningPlan.stage"), "FETCH");
+    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.indexName"), "la");
+    bson_destroy(r);
+    bson_t *a =
+        results("{ lastName: 'Smith', age: { $gte: 85 } }", ", sort: { age: -1, _id: 1 }", false);
+    bson_t *b =
+        results("{ lastName: 'Smith', age: { $gte: 85 } }", ", sort: { age: -1, _id: 1 }", true);
+    assert_int_equal(mk_bson_cmp(a, b), 0);
+    bson_destroy(a);
+    bson_destroy(b);
+    a = results("{ lastName: 'Smith' }", ", sort: { age: -1 }, projection: { age: 1, _id: 0 }",
+                false);
+    b = results("{ lastName: 'Smith' }", ", sort: { age: -1 }, projection: { age: 1, _id: 0 }",
+                true);
+    assert_int_equal(mk_bson_cmp(a, b), 0); /* same order of ages (ties may differ in _id) */
+    bson_destroy(a);
+    bson_destroy(b);
 }
 
 static void test_hints_and_killed_cursors(void **state)

@@ -288,13 +288,79 @@ static bool index_matches_hint(const mk_index_t *ix, const bson_iter_t *hint)
 
 /* 1: the index yields the sort order forward, -1: backward, 0: not at all. The sort must be a
  * prefix of the index's fields, all in the same or all in the opposite directions. */
-static int sort_direction(const mk_index_t *ix, const bson_t *sort)
+/* True when the filter pins `path` to one scalar value at the top level ({ a: 5 } or
+ * { a: { $eq: 5 } }): the index's entries for that value are ordered by its next fields. */
+static bool filter_point(const bson_t *filter, const char *path)
+{
+    bson_iter_t it;
+    if (!filter || !bson_iter_init_find(&it, filter, path)) return false;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_t op;
+        if (!bson_iter_recurse(&it, &op) || !bson_iter_next(&op)) return false;
+        if (strcmp(bson_iter_key(&op), "$eq") != 0) return false;
+        bson_iter_t more = op;
+        if (bson_iter_next(&more)) return false;
+        it = op;
+    }
+    switch (bson_iter_type(&it)) {
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_REGEX:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_MAXKEY:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* Whether the filter can bear on `path` at all (top level or under $and), so that building
+ * bounds is worth it: an exact key, or a key and path that are dotted prefixes of each other. */
+static bool filter_mentions(const bson_t *filter, const char *path)
+{
+    bson_iter_t it;
+    if (!filter || !bson_iter_init(&it, filter)) return false;
+    size_t plen = strlen(path);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        size_t klen = bson_iter_key_len(&it);
+        if (strcmp(k, "$and") == 0 && BSON_ITER_HOLDS_ARRAY(&it)) {
+            bson_iter_t el;
+            bson_iter_recurse(&it, &el);
+            while (bson_iter_next(&el)) {
+                if (!BSON_ITER_HOLDS_DOCUMENT(&el)) continue;
+                const uint8_t *d;
+                uint32_t l;
+                bson_t sub;
+                bson_iter_document(&el, &l, &d);
+                if (bson_init_static(&sub, d, l) && filter_mentions(&sub, path)) return true;
+            }
+            continue;
+        }
+        size_t n = klen < plen ? klen : plen;
+        if (memcmp(k, path, n) == 0 &&
+            (klen == plen || (klen < plen && path[klen] == '.') || (plen < klen && k[plen] == '.')))
+            return true;
+    }
+    return false;
+}
+
+static int sort_direction(const mk_index_t *ix, const bson_t *sort, const bson_t *filter)
 {
     if (!sort || bson_empty(sort) || ix->multikey) return 0;
     bson_iter_t it;
     bson_iter_init(&it, sort);
     size_t i = 0;
     int dir = 0;
+    /* leading fields pinned to one value by the filter need not be in the sort */
+    bson_iter_t first = it;
+    if (bson_iter_next(&first))
+        while (i + 1 < mk_keypattern_nfields(ix->kp) &&
+               strcmp(bson_iter_key(&first), mk_keypattern_field(ix->kp, i)) != 0 &&
+               filter_point(filter, mk_keypattern_field(ix->kp, i)))
+            i++;
     while (bson_iter_next(&it)) {
         if (i >= mk_keypattern_nfields(ix->kp)) return 0;
         if (strcmp(bson_iter_key(&it), mk_keypattern_field(ix->kp, i)) != 0) return 0;
@@ -399,7 +465,7 @@ int mk_plan_build(MDB_txn *txn, mk_coll_t *c, const bson_t *filter, const mk_mat
                 plan->ix = NULL;
                 return MK_OK;
             }
-            int sd = sort_direction(s->v[i], sort);
+            int sd = sort_direction(s->v[i], sort, filter);
             if (sd) {
                 plan->sorted = true;
                 plan->direction = sd;
@@ -419,8 +485,9 @@ int mk_plan_build(MDB_txn *txn, mk_coll_t *c, const bson_t *filter, const mk_mat
         if (!usable_unhinted(ix)) continue;
         mk_bounds_t *b = NULL;
         bool exact = false;
+        int sd = sort_direction(ix, sort, filter);
+        if (!sd && !filter_mentions(filter, mk_keypattern_field(ix->kp, 0))) continue;
         if (index_bounds(ix, filter, &b, &exact, err) != MK_OK) goto fail;
-        int sd = sort_direction(ix, sort);
         if (!b && sd && full_bounds(ix, &b, err) != MK_OK) goto fail;
         if (!b) continue;
         if (mk_bounds_is_full(b) && !sd) {
@@ -451,9 +518,11 @@ int mk_plan_build(MDB_txn *txn, mk_coll_t *c, const bson_t *filter, const mk_mat
                 MK_OK)
                 goto fail;
             int64_t work = st.keys_examined + st.docs_examined;
-            /* finishing early is best; then results per work; a sorted plan wins ties */
+            /* finishing early is best; then results per work; ties go to a plan that gives
+             * the sort order, then to one the filter bounds */
             double score = (double)st.returned / (double)(work ? work : 1) +
-                           (st.hit_limit ? 0.0 : 1.0) + (cand[i].sorted ? 0.001 : 0.0);
+                           (st.hit_limit ? 0.0 : 1.0) + (cand[i].sorted ? 0.001 : 0.0) +
+                           (mk_bounds_is_full(cand[i].bounds) ? 0.0 : 0.0005);
             if (score > best_score || (score == best_score && work < best_work)) {
                 best_score = score;
                 best_work = work;
