@@ -135,20 +135,25 @@ static int executor_error(mk_cmd_t *c, const char *cmd)
     return MK_ERR;
 }
 
-static void append_cursor_reply(mk_cmd_t *c, const char *coll, int64_t id, const char *field,
-                                const bson_t *batch)
+/* The batch is written straight into the reply (no copy): cursor_begin opens
+ * { cursor: { <field>: [ ... ] and cursor_end closes the array and adds id and ns. */
+static void cursor_begin(mk_cmd_t *c, const char *field, bson_t *cur, bson_t *arr)
 {
-    bson_t cur;
-    bson_append_document_begin(c->reply, "cursor", 6, &cur);
-    bson_append_array(&cur, field, -1, batch);
-    BSON_APPEND_INT64(&cur, "id", id);
+    bson_append_document_begin(c->reply, "cursor", 6, cur);
+    bson_append_array_begin(cur, field, -1, arr);
+}
+
+static void cursor_end(mk_cmd_t *c, const char *coll, int64_t id, bson_t *cur, bson_t *arr)
+{
+    bson_append_array_end(cur, arr);
+    BSON_APPEND_INT64(cur, "id", id);
     char ns[300];
     size_t dl = strlen(c->db), cl = strlen(coll); /* validated names: dl < 64, cl <= 200 */
     memcpy(ns, c->db, dl);
     ns[dl] = '.';
     memcpy(ns + dl + 1, coll, cl);
-    bson_append_utf8(&cur, "ns", 2, ns, (int)(dl + 1 + cl));
-    bson_append_document_end(c->reply, &cur);
+    bson_append_utf8(cur, "ns", 2, ns, (int)(dl + 1 + cl));
+    bson_append_document_end(c->reply, cur);
 }
 
 /* Chooses the cursor's plan (a point lookup needs none). */
@@ -328,11 +333,12 @@ int mk_cmd_find(mk_cmd_t *c)
         cur->skip = 0;
         rc = sorted_into_cursor(c, cur, &nosort, skip, limit);
     }
-    bson_t arr = BSON_INITIALIZER;
+    bson_t cdoc, arr;
     bool done = false;
+    cursor_begin(c, "firstBatch", &cdoc, &arr);
     if (rc == MK_OK && batch > 0) rc = fill_batch(c, cur, batch, &arr, &done, c->err);
     if (rc != MK_OK) {
-        bson_destroy(&arr);
+        cursor_end(c, coll, 0, &cdoc, &arr); /* closed, then replaced by the error reply */
         mk_cursor_free(cur);
         if (disk_use && c->err->code == 292)
             mk_error_set(c->err, 292, "QueryExceededMemoryLimitNoDiskUseAllowed",
@@ -349,8 +355,7 @@ int mk_cmd_find(mk_cmd_t *c)
     } else {
         mk_cursor_free(cur);
     }
-    append_cursor_reply(c, coll, id, "firstBatch", &arr);
-    bson_destroy(&arr);
+    cursor_end(c, coll, id, &cdoc, &arr);
     return MK_OK;
 }
 
@@ -402,16 +407,16 @@ int mk_cmd_get_more(mk_cmd_t *c)
                             "different namespace",
                             c->db, coll);
     }
-    bson_t arr = BSON_INITIALIZER;
+    bson_t cdoc, arr;
     bool done;
+    cursor_begin(c, "nextBatch", &cdoc, &arr);
     int rc = fill_batch(c, cur, batch, &arr, &done, c->err);
     mk_cursor_checkin(c->eng, cur, done || rc != MK_OK);
     if (rc != MK_OK) {
-        bson_destroy(&arr);
+        cursor_end(c, coll, 0, &cdoc, &arr);
         return executor_error(c, "getMore");
     }
-    append_cursor_reply(c, coll, done ? 0 : id, "nextBatch", &arr);
-    bson_destroy(&arr);
+    cursor_end(c, coll, done ? 0 : id, &cdoc, &arr);
     return MK_OK;
 }
 
