@@ -288,6 +288,25 @@ static void test_hints_and_killed_cursors(void **state)
     bson_destroy(r);
 }
 
+static void test_min_max(void **state)
+{
+    bson_t *a = results(
+        "{}", ", hint: 'age_1', min: { age: 10 }, max: { age: 12 }, sort: { _id: 1 }", false);
+    bson_t *b = results("{ age: { $gte: 10, $lt: 12 } }", ", sort: { _id: 1 }", true);
+    assert_int_equal(mk_bson_cmp(a, b), 0);
+    bson_t *empty = tu_bson("{ v: [] }");
+    assert_true(mk_bson_cmp(a, empty) != 0);
+    bson_destroy(empty);
+    bson_destroy(a);
+    bson_destroy(b);
+    bson_t *r = run("{ find: 'users', min: { age: 10 } }");
+    assert_int_equal(int_at(r, "code"), 51173);
+    bson_destroy(r);
+    r = run("{ find: 'users', hint: 'age_1', max: { email: 'x' } }");
+    assert_int_equal(int_at(r, "code"), 51174);
+    bson_destroy(r);
+}
+
 static void test_writes_through_indexes(void **state)
 {
     ok("{ update: 'users', updates: [ { q: { age: 33 }, u: { $inc: { age: 1000 } }, multi: true } "
@@ -310,11 +329,9 @@ static void test_writes_through_indexes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_book_walkthrough),
-        cmocka_unit_test(test_same_results_as_collscan),
-        cmocka_unit_test(test_sort_from_index),
-        cmocka_unit_test(test_hints_and_killed_cursors),
-        cmocka_unit_test(test_writes_through_indexes),
+        cmocka_unit_test(test_book_walkthrough), cmocka_unit_test(test_same_results_as_collscan),
+        cmocka_unit_test(test_sort_from_index),  cmocka_unit_test(test_hints_and_killed_cursors),
+        cmocka_unit_test(test_min_max),          cmocka_unit_test(test_writes_through_indexes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -268,7 +268,8 @@ int mk_cmd_find(mk_cmd_t *c)
     bson_t filter = BSON_INITIALIZER, sort, projection;
     bool has_sort = false, has_proj = false, has_hint = false, batch_given = false;
     int64_t skip = 0, limit = 0, batch = DEFAULT_FIRST_BATCH;
-    bool single = false, disk_use = false;
+    bool single = false, disk_use = false, has_min = false, has_max = false;
+    bson_t min_doc, max_doc;
     bson_iter_t hint;
     const mk_optspec_t spec[] = {
         {"filter", MK_OPT_DOC, &filter, NULL},
@@ -288,8 +289,8 @@ int mk_cmd_find(mk_cmd_t *c)
         {"showRecordId", MK_OPT_UNSUPPORTED, NULL, NULL},
         {"tailable", MK_OPT_UNSUPPORTED, NULL, NULL},
         {"awaitData", MK_OPT_UNSUPPORTED, NULL, NULL},
-        {"min", MK_OPT_UNSUPPORTED, NULL, NULL},
-        {"max", MK_OPT_UNSUPPORTED, NULL, NULL},
+        {"min", MK_OPT_DOC, &min_doc, &has_min},
+        {"max", MK_OPT_DOC, &max_doc, &has_max},
         {NULL, MK_OPT_NONE, NULL, NULL},
     };
     if (mk_cmd_parse(c, spec) != MK_OK) return MK_ERR;
@@ -319,7 +320,17 @@ int mk_cmd_find(mk_cmd_t *c)
         mk_cursor_free(cur);
         return MK_ERR;
     }
+    if ((has_min || has_max) && !has_hint) {
+        mk_cursor_free(cur);
+        return mk_error_set(c->err, 51173, "Location51173",
+                            "When using min()/max() a hint of which index to use must be "
+                            "provided");
+    }
     int rc = plan_cursor(c, cur, &filter, has_sort ? &sort : NULL, has_hint ? &hint : NULL);
+    bool no_coll = cur->plan.kind == MK_PLAN_COLLSCAN && cur->plan.ncandidates == 0;
+    if (rc == MK_OK && (has_min || has_max) && !no_coll)
+        rc = mk_plan_set_min_max(&cur->plan, has_min ? &min_doc : NULL, has_max ? &max_doc : NULL,
+                                 c->err);
     if (rc != MK_OK) {
         mk_cursor_free(cur);
         return MK_ERR;

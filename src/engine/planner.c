@@ -9,9 +9,18 @@
 
 #define TRIAL_WORKS 101 /* keys + documents each candidate may examine in a trial */
 
+static void free_key(mk_buf_t *b)
+{
+    if (!b) return;
+    mk_buf_free(b);
+    free(b);
+}
+
 void mk_plan_clear(mk_plan_t *plan)
 {
     mk_bounds_destroy(plan->bounds);
+    free_key(plan->min);
+    free_key(plan->max);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -219,6 +228,20 @@ static int run_ixscan(ixrun_t *r, const MDB_val *after)
     if (rc != 0) return mk_lmdb_error(rc, r->err, "scanning an index");
     size_t n = mk_bounds_count(r->plan->bounds);
     int result = MK_OK;
+    if (r->plan->min || r->plan->max) {
+        /* find's min/max replace the bounds: one range [min, max) */
+        static const uint8_t top[] = {0xFF, 0xFF, 0xFF, 0xFF};
+        mk_interval_t iv = {
+            .lo = r->plan->min ? r->plan->min->data : top,
+            .lo_len = r->plan->min ? r->plan->min->len : 0,
+            .lo_incl = true,
+            .hi = r->plan->max ? r->plan->max->data : top,
+            .hi_len = r->plan->max ? r->plan->max->len : sizeof top,
+            .hi_incl = false,
+        };
+        result = scan_interval(r, cur, &iv, after);
+        n = 0;
+    }
     for (size_t i = 0; i < n && result == MK_OK; i++) {
         size_t at = r->plan->direction >= 0 ? i : n - 1 - i;
         result = scan_interval(r, cur, mk_bounds_get(r->plan->bounds, at), after);
@@ -625,4 +648,47 @@ bool mk_plan_still_valid(const mk_plan_t *plan, mk_coll_t *c, MDB_txn *txn)
     /* the same table may have been reused by an index of the same name: compare specs too */
     mk_index_t *now = mk_indexset_find(mk_coll_indexes(c, txn), plan->ix->name);
     return now && now->id == plan->ix->id && mk_bson_cmp(now->spec, plan->ix->spec) == 0;
+}
+
+/* The key of a min/max document for the plan's index, or an error. */
+static int min_max_key(const mk_plan_t *plan, const bson_t *doc, const char *which, mk_buf_t **out,
+                       mk_error_t *err)
+{
+    const mk_keypattern_t *kp = plan->ix->kp;
+    size_t n = mk_keypattern_nfields(kp), i = 0;
+    bson_value_t values[MK_KEYPATTERN_MAX_FIELDS];
+    bson_iter_t it;
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+        if (i >= n || strcmp(bson_iter_key(&it), mk_keypattern_field(kp, i)) != 0)
+            return mk_error_set(err, 51174, "Location51174",
+                                "The index chosen is not equivalent to the %s pattern", which);
+        values[i++] = *bson_iter_value(&it);
+    }
+    if (i != n)
+        return mk_error_set(err, 51174, "Location51174",
+                            "The index chosen is not equivalent to the %s pattern", which);
+    mk_buf_t *b = malloc(sizeof *b);
+    if (!b) return mk_error_nomem(err);
+    mk_buf_init(b);
+    mk_keypattern_encode(kp, values, b);
+    if (b->failed) {
+        free_key(b);
+        return mk_error_nomem(err);
+    }
+    *out = b;
+    return MK_OK;
+}
+
+int mk_plan_set_min_max(mk_plan_t *plan, const bson_t *min, const bson_t *max, mk_error_t *err)
+{
+    if (plan->kind != MK_PLAN_IXSCAN)
+        return mk_error_set(err, 51173, "Location51173",
+                            "When using min()/max() a hint of which index to use must be "
+                            "provided");
+    if (min && min_max_key(plan, min, "min", &plan->min, err) != MK_OK) return MK_ERR;
+    if (max && min_max_key(plan, max, "max", &plan->max, err) != MK_OK) return MK_ERR;
+    plan->sorted = false; /* a plain forward scan of the range */
+    plan->direction = 1;
+    return MK_OK;
 }

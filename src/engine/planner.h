@@ -22,6 +22,7 @@ typedef struct mk_plan {
     int direction;        /* 1 forward, -1 backward */
     bool sorted;          /* produces the requested sort order */
     int ncandidates;      /* plans considered */
+    mk_buf_t *min, *max;  /* find's min (inclusive) / max (exclusive) keys, or NULL */
     char rejected[8][64]; /* names of rejected candidate indexes (for explain) */
     int nrejected;
 } mk_plan_t;
@@ -45,6 +46,11 @@ void mk_plan_clear(mk_plan_t *plan);
 int mk_plan_run(MDB_txn *txn, mk_coll_t *c, const mk_plan_t *plan, const mk_matcher_t *m,
                 const bson_value_t *id_eq, const MDB_val *after, bool want_details, mk_scan_fn fn,
                 void *ud, mk_exec_stats_t *stats, mk_error_t *err);
+
+/* Applies find's min / max (documents of the hinted index's fields, in its order) to an
+ * IXSCAN plan: the scan is then limited to [min, max). Errors as MongoDB (51173 without a
+ * hint, 51174 when the fields do not match the index). */
+int mk_plan_set_min_max(mk_plan_t *plan, const bson_t *min, const bson_t *max, mk_error_t *err);
 
 /* Plans and runs a filter without sort (count, distinct, update, delete): a point lookup when
  * it pins _id, otherwise the planner's choice. `hint` may be NULL. */
