@@ -7,6 +7,8 @@
 #include "bson/path.h"
 #include "bson/value.h"
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -354,6 +356,38 @@ static void test_same_directory_twice(void **state)
     assert_valid("twice");
 }
 
+/* Another process changes the indexes of a collection this process has cached: its writes
+ * must maintain the new index (and stop maintaining a dropped one). */
+static void test_other_process_ddl(void **state)
+{
+    ok("{ drop: 'mp' }");
+    ok("{ insert: 'mp', documents: [ { _id: 1, k: 1 } ] }"); /* cached here, no index */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* not cmocka's handlers */
+        signal(SIGABRT, SIG_DFL);
+        mk_error_t err = {0};
+        mk_engine_t *other = mk_engine_open(dir, NULL, &err);
+        if (!other) _exit(2);
+        bson_t *cmd = mk_json_parse(
+            "{ createIndexes: 'mp', indexes: [ { key: { k: 1 }, name: 'k_1', unique: true } ] }",
+            NULL, &err);
+        bson_t reply = BSON_INITIALIZER;
+        int rc = cmd ? mk_engine_command(other, "test", cmd, &reply, &err) : MK_ERR;
+        mk_engine_close(other);
+        _exit(rc == MK_OK ? 0 : 3);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* this process's next write sees the unique index */
+    ok("{ insert: 'mp', documents: [ { _id: 2, k: 2 } ] }");
+    expect_error("{ insert: 'mp', documents: [ { _id: 3, k: 1 } ] }", 11000, "k_1");
+    assert_valid("mp");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_maintenance_under_many_writes),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_same_directory_twice),
+        cmocka_unit_test(test_other_process_ddl),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -109,6 +109,11 @@ static void coll_free(mk_coll_t *c)
 
 void mk_catalog_free(mk_engine_t *eng)
 {
+    for (mk_coll_t *c = eng->retired, *n; c; c = n) {
+        n = c->next;
+        coll_free(c);
+    }
+    eng->retired = NULL;
     for (mk_coll_t *c = eng->colls, *n; c; c = n) {
         n = c->next;
         coll_free(c);
@@ -148,12 +153,55 @@ static bool handles_known(mk_coll_t *c, MDB_txn *txn)
     return true;
 }
 
+static uint64_t read_ddl(mk_engine_t *eng, MDB_txn *txn)
+{
+    MDB_val k = {5, "m:ddl"}, v;
+    uint64_t n = 0;
+    if (mdb_get(txn, eng->catalog, &k, &v) == 0 && v.mv_size == 8) memcpy(&n, v.mv_data, 8);
+    return n;
+}
+
+int mk_catalog_bump(mk_engine_t *eng, MDB_txn *txn, uint64_t *value, mk_error_t *err)
+{
+    uint64_t n = read_ddl(eng, txn) + 1;
+    MDB_val k = {5, "m:ddl"}, v = {8, &n};
+    int rc = mdb_put(txn, eng->catalog, &k, &v, 0);
+    if (rc != 0) return mk_lmdb_error(rc, err, "writing the catalog");
+    *value = n;
+    return MK_OK;
+}
+
+/* Another process changed the catalog: forget the cached collections (not the ones an open
+ * transaction of ours is creating or dropping), so that lookups load them again from the
+ * snapshot. Entries are retired, not freed: other threads may still be using them. */
+static void refresh_if_foreign_ddl(mk_engine_t *eng, MDB_txn *txn)
+{
+    uint64_t v = read_ddl(eng, txn);
+    if (v <= __atomic_load_n(&eng->ddl_seen, __ATOMIC_ACQUIRE)) return;
+    pthread_mutex_lock(&eng->lock);
+    if (v > eng->ddl_seen) {
+        for (mk_coll_t **pp = &eng->colls; *pp;) {
+            mk_coll_t *c = *pp;
+            if (c->created_by || c->dropped_by || c->pending) {
+                pp = &c->next;
+                continue;
+            }
+            *pp = c->next;
+            c->next = eng->retired;
+            eng->retired = c;
+        }
+        __atomic_store_n(&eng->ddl_seen, v, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&eng->lock);
+}
+
 int mk_coll_find(mk_engine_t *eng, MDB_txn *txn, const char *db, const char *coll, mk_coll_t **out,
                  mk_error_t *err)
 {
     char ns[256];
     *out = NULL;
     if (make_ns(db, coll, ns, sizeof ns, err) != MK_OK) return MK_ERR;
+    refresh_if_foreign_ddl(eng, txn);
     mk_coll_t *c;
     for (int spins = 0;; spins++) {
         pthread_mutex_lock(&eng->lock);
@@ -264,6 +312,7 @@ static int load_one(void *ud, const char *ns, const bson_t *entry)
 
 int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
 {
+    eng->ddl_seen = read_ddl(eng, txn);
     void *ctx[3] = {eng, txn, err};
     return mk_catalog_each(eng, txn, NULL, load_one, ctx, err);
 }

@@ -272,12 +272,24 @@ int mk_txn_commit(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err)
     size_t txnid = mdb_txn_id(txn); /* the id the commit gives the new snapshot */
     bool ddl = eng->ddl_dirty;
     eng->ddl_dirty = false;
-    if (ddl) pthread_rwlock_wrlock(&eng->ddl);
-    int rc = mdb_txn_commit(txn);
-    if (rc != 0)
+    uint64_t version = 0;
+    int rc = 0;
+    int brc = ddl ? mk_catalog_bump(eng, txn, &version, err) : MK_OK;
+    if (brc != MK_OK) {
         mk_catalog_rollback(eng, txn);
-    else
+        mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&eng->resize);
+        pthread_mutex_unlock(&eng->wlock);
+        return brc;
+    }
+    if (ddl) pthread_rwlock_wrlock(&eng->ddl);
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        mk_catalog_rollback(eng, txn);
+    } else {
         mk_catalog_commit(eng, txn, txnid);
+        if (ddl) __atomic_store_n(&eng->ddl_seen, version, __ATOMIC_RELEASE);
+    }
     if (ddl) pthread_rwlock_unlock(&eng->ddl);
     pthread_rwlock_unlock(&eng->resize);
     pthread_mutex_unlock(&eng->wlock);

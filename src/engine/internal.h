@@ -60,6 +60,11 @@ struct mk_engine {
      * so a snapshot never shows data that in-memory catalog state does not match yet. */
     pthread_rwlock_t ddl;
     bool ddl_dirty; /* the open write transaction changed the catalog */
+    /* Catalog changes made by other processes: every catalog-changing commit bumps the
+     * counter "m:ddl" in the catalog; a snapshot showing a value this process has not seen
+     * retires the collection cache (entries stay allocated for their users until close). */
+    uint64_t ddl_seen;
+    mk_coll_t *retired;
     struct mk_sess *sessions;
     struct mk_free_table *free_tables; /* emptied tables kept open for reuse (catalog.c) */
     /* TTL monitor (ttl.c) */
@@ -99,6 +104,9 @@ void mk_txn_abort(mk_engine_t *eng, MDB_txn *txn);
 int mk_lmdb_error(int rc, mk_error_t *err, const char *what);
 /* Frees the collection cache (engine close). */
 void mk_catalog_free(mk_engine_t *eng);
+/* Bumps the catalog's change counter in write txn (before a catalog-changing commit); *value
+ * receives the new value. */
+int mk_catalog_bump(mk_engine_t *eng, MDB_txn *txn, uint64_t *value, mk_error_t *err);
 /* Opens the record tables of every collection in the catalog (at engine open). */
 int mk_catalog_load(mk_engine_t *eng, MDB_txn *txn, mk_error_t *err);
 /* Doubles the map size (called with no transaction active in this thread). */
