@@ -61,12 +61,9 @@ int mk_op_check_slow(mk_error_t *err)
     return mk_error_setc(err, MK_CODE_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
 }
 
-/* Reads maxTimeMS (0 or absent: no limit) into the thread's deadline. */
-static int set_deadline(const bson_t *cmd, mk_error_t *err)
+/* Reads maxTimeMS (0: no limit) into the thread's deadline. */
+static int set_deadline(bson_iter_t it, mk_error_t *err)
 {
-    mk_op_deadline_ns = 0;
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, cmd, "maxTimeMS")) return MK_OK;
     if (!BSON_ITER_HOLDS_NUMBER(&it))
         return mk_error_setc(err, MK_CODE_BAD_VALUE, "maxTimeMS must be a number");
     int64_t ms = bson_iter_as_int64(&it);
@@ -102,7 +99,8 @@ static void error_reply(bson_t *reply, const mk_error_t *e)
 int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_t *reply,
                       mk_error_t *err)
 {
-    mk_error_t local = {0};
+    mk_error_t local;
+    if (!err) memset(&local, 0, sizeof local);
     mk_error_t *e = err ? err : &local;
     mk_cmd_t c = {.eng = eng, .db = db, .body = cmd, .reply = reply, .err = e};
     int rc = MK_OK;
@@ -113,15 +111,26 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
         rc = mk_error_setc(e, MK_CODE_FAILED_TO_PARSE, "empty command document");
         goto done;
     }
-    bson_iter_t dbit;
-    if (bson_iter_init_find(&dbit, cmd, "$db")) {
-        if (!BSON_ITER_HOLDS_UTF8(&dbit)) {
-            rc = mk_error_setc(e, MK_CODE_TYPE_MISMATCH,
-                               "BSON field '$db' is the wrong type '%s', expected type 'string'",
-                               bson_iter_type(&dbit) == BSON_TYPE_INT32 ? "int" : "other");
-            goto done;
+    /* one pass for the generic fields the dispatcher itself reads */
+    mk_op_deadline_ns = 0;
+    bson_iter_t f = c.first;
+    while (bson_iter_next(&f)) {
+        const char *k = bson_iter_key(&f);
+        if (k[0] == '$' && strcmp(k, "$db") == 0) {
+            if (!BSON_ITER_HOLDS_UTF8(&f)) {
+                rc = mk_error_setc(e, MK_CODE_TYPE_MISMATCH,
+                                   "BSON field '$db' is the wrong type '%s', expected type "
+                                   "'string'",
+                                   bson_iter_type(&f) == BSON_TYPE_INT32 ? "int" : "other");
+                goto done;
+            }
+            c.db = bson_iter_utf8(&f, NULL);
+        } else if (k[0] == 'm' && strcmp(k, "maxTimeMS") == 0) {
+            if (set_deadline(f, e) != MK_OK) {
+                rc = MK_ERR;
+                goto done;
+            }
         }
-        c.db = bson_iter_utf8(&dbit, NULL);
     }
     if (!c.db || !*c.db) c.db = "test";
     if (mk_check_db_name(c.db, e) != MK_OK) {
@@ -129,10 +138,6 @@ int mk_engine_command(mk_engine_t *eng, const char *db, const bson_t *cmd, bson_
         goto done;
     }
     c.name = bson_iter_key(&c.first);
-    if (set_deadline(cmd, e) != MK_OK) {
-        rc = MK_ERR;
-        goto done;
-    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(commands[i].name, c.name) == 0) {
             bool handled;
