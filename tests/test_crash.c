@@ -5,9 +5,14 @@
  * commands on collection `c` (single and batch inserts, $set/$inc by _id, multi updates,
  * multi-statement updates and deletes, deletes by filter, findAndModify, building and dropping
  * an index, creating collections); `c` carries secondary indexes (one unique) on the fields
- * those commands change, and the validate command must find them in step. Before each command
- * the child sends the parent an INTENT record describing it, and after the command returned ok
- * an ACK record, both fixed-size writes to a pipe (atomic below PIPE_BUF). The parent kills the
+ * those commands change, and the validate command must find them in step. Some commands are
+ * multi-document transactions through the session API: inserts into `c`, an $inc of a document
+ * of `c`, an upsert of the counter document of `t` and an insert into `o` of the database
+ * `otherdb`, then a commit (or an abort, whose effects must never appear); a transaction counts
+ * as acknowledged only once its commit returned, and one in flight at the kill must be visible
+ * whole or not at all, across both collections and both databases. Before each command the
+ * child sends the parent an INTENT record describing it, and after the command returned ok an
+ * ACK record, both fixed-size writes to a pipe (atomic below PIPE_BUF). The parent kills the
  * child at a random moment, reopens the directory and checks that the documents are exactly
  * those of every acknowledged command, plus the one command that may have been in flight,
  * applied whole or not at all. The directory carries over from round to round, so later rounds
@@ -43,26 +48,30 @@
 /* ------------------------------------------------------------------ commands and records */
 
 enum op_kind {
-    OP_INS1,    /* insert one document */
-    OP_INSN,    /* insert a batch of `count` documents: all or nothing */
-    OP_INC,     /* $inc n by _id */
-    OP_SET,     /* $set s: seq by _id */
-    OP_MULTI,   /* $inc m on every document of group g (multi: true) */
-    OP_UPD2,    /* one update command, one statement per id: $inc n / $set s alternately */
-    OP_DEL,     /* delete by _id */
-    OP_DEL2,    /* one delete command, one statement per id */
-    OP_DELMANY, /* delete { g, _id: { $lt: first } }, limit 0 */
-    OP_FAM,     /* findAndModify $inc n + $set s by _id, new: true */
-    OP_FAMDEL,  /* findAndModify remove the smallest _id of group g */
-    OP_NEWCOLL, /* insert into a new collection k<seq> (a catalog change) */
-    OP_INDEX,   /* count 1: build index n_1_m_1 over every document; count 0: drop it */
+    OP_INS1,     /* insert one document */
+    OP_INSN,     /* insert a batch of `count` documents: all or nothing */
+    OP_INC,      /* $inc n by _id */
+    OP_SET,      /* $set s: seq by _id */
+    OP_MULTI,    /* $inc m on every document of group g (multi: true) */
+    OP_UPD2,     /* one update command, one statement per id: $inc n / $set s alternately */
+    OP_DEL,      /* delete by _id */
+    OP_DEL2,     /* one delete command, one statement per id */
+    OP_DELMANY,  /* delete { g, _id: { $lt: first } }, limit 0 */
+    OP_FAM,      /* findAndModify $inc n + $set s by _id, new: true */
+    OP_FAMDEL,   /* findAndModify remove the smallest _id of group g */
+    OP_NEWCOLL,  /* insert into a new collection k<seq> (a catalog change) */
+    OP_INDEX,    /* count 1: build index n_1_m_1 over every document; count 0: drop it */
+    OP_TXN,      /* transaction: insert `count` documents from `first`, $inc n of ids[0] (when
+                    nids), upsert t's counter { _id: 1 } ($inc n, $set last: seq), insert
+                    { _id: seq } into otherdb.o; commit */
+    OP_TXNABORT, /* the same statements, then abort: never applied */
     OP_KINDS
 };
 
 static const char *const op_names[OP_KINDS] = {
     "insert-one",       "insert-batch",   "inc-by-id",    "set-by-id",    "multi-inc-group",
     "update-stmts",     "delete-id",      "delete-stmts", "delete-group", "fam-inc-by-id",
-    "fam-remove-group", "new-collection", "toggle-index"};
+    "fam-remove-group", "new-collection", "toggle-index", "txn-commit",   "txn-abort"};
 
 typedef struct op {
     uint32_t kind;
@@ -105,6 +114,11 @@ typedef struct model {
     int64_t colls[MAX_EXTRA_COLLS]; /* seq of each collection k<seq> */
     size_t ncolls;
     bool extra_index; /* n_1_m_1 exists */
+    /* what committed transactions left outside c */
+    int32_t t_n;    /* t's counter document { _id: 1, n, last }: committed transactions */
+    int64_t t_last; /* seq of the last one */
+    int64_t *o_ids; /* the _ids in otherdb.o, ascending (acknowledgements come in order) */
+    size_t no, o_cap;
 } model_t;
 
 /* Secondary indexes of c, on fields the commands change: every write must keep them in step
@@ -163,6 +177,7 @@ static void model_free(model_t *m)
 {
     free(m->docs);
     free(m->live);
+    free(m->o_ids);
     memset(m, 0, sizeof *m);
 }
 
@@ -170,7 +185,8 @@ static void model_free(model_t *m)
 static bool op_reserve(model_t *m, const op_t *op)
 {
     if (op->seq >= m->next_seq) m->next_seq = op->seq + 1;
-    if (op->kind != OP_INS1 && op->kind != OP_INSN) return true;
+    if (op->kind != OP_INS1 && op->kind != OP_INSN && op->kind != OP_TXN && op->kind != OP_TXNABORT)
+        return true;
     if (op->first + op->count > m->next_id) m->next_id = op->first + op->count;
     return model_reserve(m, m->next_id);
 }
@@ -223,6 +239,21 @@ static bool op_apply(model_t *m, const op_t *op)
     case OP_INDEX:
         m->extra_index = op->count != 0;
         break;
+    case OP_TXN: {
+        for (int64_t id = op->first; id < op->first + op->count; id++)
+            if (!doc_add(m, id)) return false;
+        m->c_exists = true;
+        if (op->nids) m->docs[op->ids[0]].n++;
+        m->t_n++;
+        m->t_last = op->seq;
+        int64_t *o = grow(m->o_ids, &m->o_cap, m->no + 1, sizeof *o);
+        if (!o) return false;
+        m->o_ids = o;
+        m->o_ids[m->no++] = op->seq;
+        break;
+    }
+    case OP_TXNABORT:
+        break; /* an aborted transaction leaves nothing behind */
     }
     return true;
 }
@@ -243,7 +274,12 @@ static void op_describe(const op_t *op, char *buf, size_t cap)
         snprintf(buf + k, cap - k, " k%" PRId64, op->seq);
     else if (op->kind == OP_INDEX)
         snprintf(buf + k, cap - k, op->count ? " create n_1_m_1" : " drop n_1_m_1");
-    else
+    else if (op->kind == OP_TXN || op->kind == OP_TXNABORT) {
+        int w = snprintf(buf + k, cap - k, " insert _id %" PRId64 "..%" PRId64, op->first,
+                         op->first + op->count - 1);
+        if (w > 0 && (size_t)(k + w) < cap && op->nids)
+            snprintf(buf + k + w, cap - k - w, ", $inc _id %" PRId64, op->ids[0]);
+    } else
         for (uint32_t i = 0; i < op->nids && (size_t)k < cap; i++) {
             int w = snprintf(buf + k, cap - k, " _id %" PRId64, op->ids[i]);
             if (w < 0) return;
@@ -308,6 +344,8 @@ static void gen_op(model_t *m, uint64_t *rng, op_t *op)
     }
     if (m->ncolls < MAX_EXTRA_COLLS) w[OP_NEWCOLL] = 1;
     w[OP_INDEX] = 1;
+    w[OP_TXN] = 6;
+    w[OP_TXNABORT] = 2;
     int total = 0;
     for (int k = 0; k < OP_KINDS; k++) total += w[k];
     int pick = (int)rng_below(rng, (uint32_t)total);
@@ -358,6 +396,16 @@ static void gen_op(model_t *m, uint64_t *rng, op_t *op)
     case OP_INDEX:
         op->count = !m->extra_index;
         break;
+    case OP_TXN:
+    case OP_TXNABORT:
+        op->count = 1 + rng_below(rng, 3);
+        op->first = m->next_id;
+        m->next_id += op->count;
+        if (m->nlive > 0) {
+            op->ids[0] = random_live(m, rng);
+            op->nids = 1;
+        }
+        break;
     case OP_FAMDEL:
         op->g = group_of(random_live(m, rng));
         op->ids[0] = INT64_MAX;
@@ -397,17 +445,21 @@ static int64_t field_int(const bson_t *doc, const char *path, bool *found)
     return *found ? bson_iter_as_int64(&f) : 0;
 }
 
-/* Runs cmd (consumed; NULL when building it failed) and checks ok: 1, no writeErrors, and the
- * integer at `path` equals `want` (when path is not NULL). */
-static bool exec_cmd(mk_engine_t *eng, bson_t *cmd, const mk_error_t *build_err, bson_t *reply,
-                     const char *path, int64_t want, char *why, size_t cap)
+/* Runs cmd (consumed; NULL when building it failed) against database db, in session s when s
+ * is not NULL, and checks ok: 1, no writeErrors, and the integer at `path` equals `want` (when
+ * path is not NULL). */
+static bool exec_in(mk_engine_t *eng, mk_session_t *s_, const char *db, bson_t *cmd,
+                    const mk_error_t *build_err, bson_t *reply, const char *path, int64_t want,
+                    char *why, size_t cap)
 {
     if (!cmd) {
         snprintf(why, cap, "building the command failed: %.200s", build_err->message);
         return false;
     }
     mk_error_t err = {0};
-    int rc = mk_engine_command(eng, "test", cmd, reply, &err);
+    bson_reinit(reply);
+    int rc = s_ ? mk_session_command(s_, db, cmd, reply, &err)
+                : mk_engine_command(eng, db, cmd, reply, &err);
     bson_destroy(cmd);
     bson_iter_t it;
     bool found = false;
@@ -423,6 +475,12 @@ static bool exec_cmd(mk_engine_t *eng, bson_t *cmd, const mk_error_t *build_err,
                  want, s ? s : "?");
     bson_free(s);
     return false;
+}
+
+static bool exec_cmd(mk_engine_t *eng, bson_t *cmd, const mk_error_t *build_err, bson_t *reply,
+                     const char *path, int64_t want, char *why, size_t cap)
+{
+    return exec_in(eng, NULL, "test", cmd, build_err, reply, path, want, why, cap);
 }
 
 /* Builds { _id, g, n: 0, m: 0, s: 0, pad } as a user would, with bound values. */
@@ -444,8 +502,68 @@ static bool push_doc(bson_t *arr, uint32_t i, bson_t *doc)
     return ok;
 }
 
-static bool run_op(mk_engine_t *eng, const model_t *m, const op_t *op, char *why, size_t cap)
+/* The statements of an OP_TXN / OP_TXNABORT transaction in session s, then its commit or
+ * abort. A statement reads back the transaction's own earlier writes (the counter and the
+ * $inc), which no other reader may see before the commit. */
+static bool run_txn(mk_session_t *s, const model_t *m, const op_t *op, char *why, size_t cap)
 {
+    mk_error_t e = {0};
+    bson_t reply = BSON_INITIALIZER;
+    bson_t arr = BSON_INITIALIZER;
+    bson_t *cmd;
+    bool ok = mk_session_start_transaction(s, &e) == MK_OK;
+    if (!ok) snprintf(why, cap, "startTransaction failed: %.200s", e.message);
+    for (int64_t i = 0; ok && i < op->count; i++)
+        ok = push_doc(&arr, (uint32_t)i, new_doc(op->first + i, &e));
+    if (ok) {
+        cmd = mk_bson(&e, "{ insert: 'c', documents: ? }", MK_ARRAY(&arr));
+        ok = exec_in(NULL, s, "test", cmd, &e, &reply, "n", op->count, why, cap);
+    }
+    if (ok && op->nids) {
+        cmd = mk_bson(&e,
+                      "{ findAndModify: 'c', query: { _id: ? }, update: { $inc: { n: 1 } }, new: "
+                      "true }",
+                      MK_I64(op->ids[0]));
+        ok = exec_in(NULL, s, "test", cmd, &e, &reply, "value.n", m->docs[op->ids[0]].n + 1, why,
+                     cap);
+    }
+    if (ok) {
+        cmd = mk_bson(&e,
+                      "{ update: 't', updates: [ { q: { _id: 1 }, u: { $inc: { n: 1 }, $set: { "
+                      "last: ? } }, upsert: true } ] }",
+                      MK_I64(op->seq));
+        ok = exec_in(NULL, s, "test", cmd, &e, &reply, "n", 1, why, cap);
+    }
+    if (ok) {
+        cmd = mk_bson(&e, "{ insert: 'o', documents: [ { _id: ?, v: 'o' } ] }", MK_I64(op->seq));
+        ok = exec_in(NULL, s, "otherdb", cmd, &e, &reply, "n", 1, why, cap);
+    }
+    if (ok) {
+        /* the transaction sees its own counter update */
+        cmd = mk_bson(&e, "{ find: 't', filter: { _id: 1 } }");
+        ok = exec_in(NULL, s, "test", cmd, &e, &reply, "cursor.firstBatch.0.n", m->t_n + 1, why,
+                     cap);
+    }
+    if (ok) {
+        bool commit = op->kind == OP_TXN;
+        int rc =
+            commit ? mk_session_commit_transaction(s, &e) : mk_session_abort_transaction(s, &e);
+        if (rc != MK_OK) {
+            snprintf(why, cap, "%s failed: %.200s",
+                     commit ? "commitTransaction" : "abortTransaction", e.message);
+            ok = false;
+        }
+    }
+    bson_destroy(&arr);
+    bson_destroy(&reply);
+    return ok;
+}
+
+static bool run_op(mk_engine_t *eng, mk_session_t *sess, const model_t *m, const op_t *op,
+                   char *why, size_t cap)
+{
+    if (op->kind == OP_TXN || op->kind == OP_TXNABORT) return run_txn(sess, m, op, why, cap);
+
     mk_error_t e = {0};
     bson_t reply = BSON_INITIALIZER;
     bson_t arr = BSON_INITIALIZER;
@@ -534,6 +652,9 @@ static bool run_op(mk_engine_t *eng, const model_t *m, const op_t *op, char *why
         ok = exec_cmd(eng, cmd, &e, &reply, op->count ? "numIndexesAfter" : "nIndexesWas",
                       NINDEXES + 1, why, cap);
         break;
+    case OP_TXN:
+    case OP_TXNABORT:
+        break; /* run_txn */
     }
     if (!ok && !why[0]) snprintf(why, cap, "building the command failed: %.200s", e.message);
     if (ok && op->kind == OP_FAM) {
@@ -567,6 +688,8 @@ static void child_main(int fd, const char *dir, const mk_engine_opts_t *opts, mo
     mk_error_t err = {0};
     mk_engine_t *eng = mk_engine_open(dir, opts, &err);
     if (!eng) child_fail(fd, NULL, err.message);
+    mk_session_t *sess = mk_session_start(eng, &err);
+    if (!sess) child_fail(fd, NULL, err.message);
     uint64_t rng = seed;
     for (int i = 0; i < MAX_OPS_PER_ROUND; i++) {
         op_t op;
@@ -574,10 +697,11 @@ static void child_main(int fd, const char *dir, const mk_engine_opts_t *opts, mo
         if (!op_reserve(m, &op)) child_fail(fd, &op, "out of memory");
         send_rec(fd, REC_INTENT, &op, NULL);
         char why[600] = "";
-        if (!run_op(eng, m, &op, why, sizeof why)) child_fail(fd, &op, why);
+        if (!run_op(eng, sess, m, &op, why, sizeof why)) child_fail(fd, &op, why);
         if (!op_apply(m, &op)) child_fail(fd, &op, "out of memory");
         send_rec(fd, REC_ACK, &op, NULL);
     }
+    mk_session_end(sess);
     mk_engine_close(eng);
     send_rec(fd, REC_DONE, NULL, NULL);
     _exit(0);
@@ -602,6 +726,8 @@ typedef struct crash_ctx {
     /* totals */
     int64_t acked;
     int inflight_applied, inflight_dropped, none_inflight, completed, kill_modes[3];
+    int64_t txn_committed, txn_aborted; /* acknowledged */
+    int txn_inflight_applied, txn_inflight_dropped, abort_inflight;
 } crash_ctx_t;
 
 typedef struct round_state {
@@ -660,6 +786,8 @@ static bool take_record(crash_ctx_t *cx, round_state_t *rd, const rec_t *r)
         rd->acks++;
         rd->busy_us += now_us() - rd->intent_at;
         cx->acked++;
+        cx->txn_committed += r->op.kind == OP_TXN;
+        cx->txn_aborted += r->op.kind == OP_TXNABORT;
         if (!op_apply(&cx->model, &rd->inflight)) return failf(cx, "out of memory\n");
         return true;
     case REC_FAIL:
@@ -773,6 +901,12 @@ typedef struct actual {
     size_t ncolls, colls_cap;
     char **indexes; /* of c */
     size_t nindexes, indexes_cap;
+    bson_t *t_doc; /* t's documents, when there is exactly one */
+    size_t t_count;
+    int64_t *o_ids; /* otherdb.o's _ids, ascending */
+    size_t no, o_cap;
+    bool o_bad;     /* a document of otherdb.o is not { _id: <int64>, v: 'o' } */
+    size_t o_colls; /* collections listed in otherdb */
 } actual_t;
 
 static void actual_free(actual_t *a)
@@ -783,18 +917,20 @@ static void actual_free(actual_t *a)
     free(a->docs);
     free(a->colls);
     free(a->indexes);
+    if (a->t_doc) bson_destroy(a->t_doc);
+    free(a->o_ids);
     memset(a, 0, sizeof *a);
 }
 
-/* Runs a read command; *reply is set on success (caller destroys). */
-static bool query(crash_ctx_t *cx, mk_engine_t *eng, bson_t *cmd, const mk_error_t *build_err,
-                  bson_t **reply)
+/* Runs a read command against database db; *reply is set on success (caller destroys). */
+static bool query_db(crash_ctx_t *cx, mk_engine_t *eng, const char *db, bson_t *cmd,
+                     const mk_error_t *build_err, bson_t **reply)
 {
     *reply = NULL;
     if (!cmd) return failf(cx, "building a command failed: %s\n", build_err->message);
     bson_t *r = bson_new();
     mk_error_t err = {0};
-    int rc = mk_engine_command(eng, "test", cmd, r, &err);
+    int rc = mk_engine_command(eng, db, cmd, r, &err);
     if (rc != MK_OK) {
         char *c = bson_as_relaxed_extended_json(cmd, NULL);
         failf(cx, "%s failed after the crash: %s\n", c ? c : "a command", err.message);
@@ -806,6 +942,12 @@ static bool query(crash_ctx_t *cx, mk_engine_t *eng, bson_t *cmd, const mk_error
     bson_destroy(cmd);
     *reply = r;
     return true;
+}
+
+static bool query(crash_ctx_t *cx, mk_engine_t *eng, bson_t *cmd, const mk_error_t *build_err,
+                  bson_t **reply)
+{
+    return query_db(cx, eng, "test", cmd, build_err, reply);
 }
 
 /* A short, readable form of a document (long strings by their length). */
@@ -925,6 +1067,84 @@ static bool take_names(crash_ctx_t *cx, const bson_t *reply, char ***names, size
     return true;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x, y;
+    memcpy(&x, a, sizeof x);
+    memcpy(&y, b, sizeof y);
+    return (x > y) - (x < y);
+}
+
+/* What the transactions wrote outside c: t's documents and otherdb.o (one batch each, as both
+ * stay small enough; cursor.id 0 is checked). */
+static bool collect_txn_colls(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
+{
+    mk_error_t e = {0};
+    bson_t *r;
+    bson_iter_t it, arr;
+    bool found, ok;
+    if (!query(cx, eng, mk_bson(&e, "{ find: 't', batchSize: 1000 }"), &e, &r)) return false;
+    ok = field_int(r, "cursor.id", &found) == 0 && found && bson_iter_init(&it, r) &&
+         bson_iter_find_descendant(&it, "cursor.firstBatch", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+         bson_iter_recurse(&arr, &it);
+    while (ok && bson_iter_next(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t view;
+        ok = BSON_ITER_HOLDS_DOCUMENT(&it);
+        if (!ok) break;
+        bson_iter_document(&it, &len, &data);
+        if (a->t_count++ == 0 && bson_init_static(&view, data, len) &&
+            !(a->t_doc = bson_copy(&view)))
+            ok = failf(cx, "out of memory\n");
+    }
+    bson_destroy(r);
+    if (!ok) return failf(cx, "unexpected find reply for t\n");
+
+    if (!query_db(cx, eng, "otherdb", mk_bson(&e, "{ find: 'o', batchSize: 100000 }"), &e, &r))
+        return false;
+    ok = field_int(r, "cursor.id", &found) == 0 && found && bson_iter_init(&it, r) &&
+         bson_iter_find_descendant(&it, "cursor.firstBatch", &arr) && BSON_ITER_HOLDS_ARRAY(&arr) &&
+         bson_iter_recurse(&arr, &it);
+    while (ok && bson_iter_next(&it)) {
+        bson_iter_t f;
+        ok = BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &f);
+        if (!ok) break;
+        /* exactly { _id: <int64>, v: 'o' } */
+        int64_t id = 0;
+        bool good = bson_iter_next(&f) && strcmp(bson_iter_key(&f), "_id") == 0 &&
+                    BSON_ITER_HOLDS_INT64(&f);
+        if (good) id = bson_iter_int64(&f);
+        good = good && bson_iter_next(&f) && strcmp(bson_iter_key(&f), "v") == 0 &&
+               BSON_ITER_HOLDS_UTF8(&f) && strcmp(bson_iter_utf8(&f, NULL), "o") == 0 &&
+               !bson_iter_next(&f);
+        a->o_bad |= !good;
+        int64_t *v = grow(a->o_ids, &a->o_cap, a->no + 1, sizeof *v);
+        if (!v) {
+            bson_destroy(r);
+            return failf(cx, "out of memory\n");
+        }
+        a->o_ids = v;
+        a->o_ids[a->no++] = id;
+    }
+    bson_destroy(r);
+    if (!ok) return failf(cx, "unexpected find reply for otherdb.o\n");
+    if (a->no) qsort(a->o_ids, a->no, sizeof *a->o_ids, cmp_i64);
+
+    if (!query_db(cx, eng, "otherdb", mk_bson(&e, "{ listCollections: 1, nameOnly: true }"), &e,
+                  &r))
+        return false;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    ok = take_names(cx, r, &names, &n, &cap);
+    bson_destroy(r);
+    a->o_colls = n;
+    if (ok && n == 1 && strcmp(names[0], "o") != 0) a->o_colls = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return ok;
+}
+
 /* Reads collection c whole (through getMore), its count, and the collection list, checking
  * the structure as it goes; the k<seq> collections must each hold their one document. */
 static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
@@ -989,7 +1209,7 @@ static bool collect_actual(crash_ctx_t *cx, mk_engine_t *eng, actual_t *a)
         if (want) bson_destroy(want);
         bson_destroy(r);
     }
-    return ok;
+    return ok && collect_txn_colls(cx, eng, a);
 }
 
 /* Compares the directory with a model state; the differences are described in out. */
@@ -1041,9 +1261,40 @@ static size_t diff_state(const model_t *m, const actual_t *a, char *out, size_t 
     }
     free(seen);
     bson_destroy(&want);
-    size_t nexpect = m->ncolls + (m->c_exists ? 1 : 0);
+    /* the transactions' collections */
+    bool t_exists = m->t_n > 0;
+    if (t_exists != (a->t_count > 0) || a->t_count > 1)
+        NOTE("collection t holds %zu documents, expected %d\n", a->t_count, t_exists);
+    else if (t_exists) {
+        bson_t tw = BSON_INITIALIZER;
+        /* an upsert's operators create fields in lexicographic order (MongoDB 5.0+) */
+        BSON_APPEND_INT32(&tw, "_id", 1);
+        BSON_APPEND_INT64(&tw, "last", m->t_last);
+        BSON_APPEND_INT32(&tw, "n", m->t_n);
+        if (!bson_equal(&tw, a->t_doc)) {
+            describe_doc(a->t_doc, da, sizeof da);
+            NOTE("t's counter is %s, expected { _id: 1, last: %" PRId64 "L, n: %d }\n", da,
+                 m->t_last, m->t_n);
+        }
+        bson_destroy(&tw);
+    }
+    if (a->o_bad) NOTE("otherdb.o holds a document other than { _id: <long>, v: 'o' }\n");
+    for (size_t i = 0, j = 0; i < m->no || j < a->no;) {
+        if (j >= a->no || (i < m->no && m->o_ids[i] < a->o_ids[j]))
+            NOTE("otherdb.o lacks _id %" PRId64 "\n", m->o_ids[i++]);
+        else if (i >= m->no || a->o_ids[j] < m->o_ids[i])
+            NOTE("otherdb.o has an unexpected _id %" PRId64 "\n", a->o_ids[j++]);
+        else
+            i++, j++;
+    }
+    if (a->o_colls != (m->no > 0 ? 1 : 0))
+        NOTE("otherdb lists %zd collections, expected only o (%d)\n", (ssize_t)a->o_colls,
+             m->no > 0);
+    size_t nexpect = m->ncolls + (m->c_exists ? 1 : 0) + (t_exists ? 1 : 0);
     if (m->c_exists != has_name(a->colls, a->ncolls, "c"))
         NOTE("collection c %s\n", m->c_exists ? "missing" : "unexpected");
+    if (t_exists != has_name(a->colls, a->ncolls, "t"))
+        NOTE("collection t %s\n", t_exists ? "missing" : "unexpected");
     for (size_t i = 0; i < m->ncolls; i++) {
         char name[32];
         snprintf(name, sizeof name, "k%" PRId64, m->colls[i]);
@@ -1129,6 +1380,25 @@ static bool check_indexes(crash_ctx_t *cx, mk_engine_t *eng, size_t ndocs)
         bson_free(s);
     }
     bson_destroy(r);
+    /* the collections transactions create implicitly */
+    const model_t *m = &cx->model;
+    for (int i = 0; ok && i < 2; i++) {
+        const char *db = i ? "otherdb" : "test", *coll = i ? "o" : "t";
+        int64_t want = i ? (int64_t)m->no : m->t_n > 0;
+        if (want == 0) continue;
+        if (!query_db(cx, eng, db, mk_bson(&e, "{ validate: ? }", MK_STR(coll)), &e, &r))
+            return false;
+        bool found;
+        ok = bson_iter_init_find(&it, r, "valid") && BSON_ITER_HOLDS_BOOL(&it) &&
+             bson_iter_bool(&it) && field_int(r, "keysPerIndex._id_", &found) == want && found;
+        if (!ok) {
+            char *s = bson_as_relaxed_extended_json(r, NULL);
+            failf(cx, "validate of %s.%s (%" PRId64 " documents) fails: %.1000s\n", db, coll, want,
+                  s ? s : "?");
+            bson_free(s);
+        }
+        bson_destroy(r);
+    }
     return ok;
 }
 
@@ -1141,11 +1411,14 @@ static bool verify(crash_ctx_t *cx, round_state_t *rd, uint64_t *rng)
     bool ok = collect_actual(cx, eng, &a);
     char *without = NULL, *with = NULL;
     if (ok && !(without = malloc(4096))) ok = failf(cx, "out of memory\n");
+    bool txn = rd->pending && rd->inflight.kind == OP_TXN;
+    cx->abort_inflight += rd->pending && rd->inflight.kind == OP_TXNABORT;
     if (ok && diff_state(&cx->model, &a, without, 4096) == 0) {
         if (rd->pending)
             cx->inflight_dropped++;
         else
             cx->none_inflight++;
+        cx->txn_inflight_dropped += txn;
     } else if (ok && !rd->pending) {
         ok = failf(cx, "the data differs from the acknowledged commands (none was in flight):\n%s",
                    without);
@@ -1154,9 +1427,10 @@ static bool verify(crash_ctx_t *cx, round_state_t *rd, uint64_t *rng)
         op_describe(&rd->inflight, desc, sizeof desc);
         if (!op_apply(&cx->model, &rd->inflight) || !(with = malloc(4096)))
             ok = failf(cx, "out of memory\n");
-        else if (diff_state(&cx->model, &a, with, 4096) == 0)
+        else if (diff_state(&cx->model, &a, with, 4096) == 0) {
             cx->inflight_applied++;
-        else
+            cx->txn_inflight_applied += txn;
+        } else
             ok = failf(cx,
                        "the data matches neither outcome of the command in flight (%s):\n"
                        "  compared with it not applied:\n%s  compared with it applied:\n%s",
@@ -1271,6 +1545,11 @@ static void crash_run(crash_ctx_t *cx, const char *name, const mk_engine_opts_t 
            cx->inflight_applied, cx->inflight_dropped, cx->none_inflight, cx->completed,
            cx->kill_modes[0], cx->kill_modes[1], cx->kill_modes[2], cx->model.nlive,
            cx->model.ncolls);
+    printf("[ crash    ] %s: transactions acknowledged: %" PRId64 " committed, %" PRId64
+           " aborted; committing one in flight at the kill: applied whole %d, not at all %d; "
+           "aborting one in flight %d\n",
+           name, cx->txn_committed, cx->txn_aborted, cx->txn_inflight_applied,
+           cx->txn_inflight_dropped, cx->abort_inflight);
 }
 
 /* ------------------------------------------------------------------ tests */
