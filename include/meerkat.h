@@ -5,6 +5,7 @@
 #include <meerkat/error.h>
 #include <meerkat/json.h>
 #include <meerkat/engine.h>
+#include <meerkat/schema.h>
 
 #define MEERKAT_VERSION "0.1.0"
 
