@@ -51,8 +51,7 @@ void tu_assert_bson_eq_(const bson_t *doc, const char *expect, const char *file,
     if (mk_bson_cmp(doc, e) != 0) {
         char *a = bson_as_relaxed_extended_json(doc, NULL);
         char *b = bson_as_relaxed_extended_json(e, NULL);
-        print_error("%s:%d: documents differ\n  actual:   %s\n  expected: %s\n", file, line, a,
-                    b);
+        print_error("%s:%d: documents differ\n  actual:   %s\n  expected: %s\n", file, line, a, b);
         bson_free(a);
         bson_free(b);
         bson_destroy(e);

@@ -611,8 +611,8 @@ int mk_tnode_bytes(mk_tree_t *t, mk_tnode_t *n, const uint8_t **data, uint32_t *
 
 int mk_tnode_value(mk_tree_t *t, mk_tnode_t *n, bson_value_t *out, mk_error_t *err)
 {
-    const uint8_t *data;
-    uint32_t len;
+    const uint8_t *data = NULL;
+    uint32_t len = 0;
     int rc = mk_tnode_bytes(t, n, &data, &len, err);
     if (rc != MK_OK) return rc;
     static const uint8_t none[1] = {0};
