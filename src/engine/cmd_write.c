@@ -296,11 +296,56 @@ static int check_stmt_fields(const bson_t *stmt, const char *prefix, const char 
 
 /* ---------------------------------------------------------------- update */
 
-typedef struct update_args {
+/* update and delete: a list of statements and `ordered`. */
+typedef struct stmt_args {
     const char *coll;
     bson_t stmts;
     bool ordered;
-} update_args_t;
+} stmt_args_t;
+
+static int parse_stmt_args(mk_cmd_t *c, const char *list, stmt_args_t *a)
+{
+    a->ordered = true;
+    if (mk_cmd_coll_name(c, &a->coll) != MK_OK) return MK_ERR;
+    const char *const known[] = {list, "ordered", NULL};
+    if (mk_cmd_check_fields(c, known) != MK_OK) return MK_ERR;
+    bool present;
+    if (mk_opt_array(c->body, list, &a->stmts, &present, c->err) != MK_OK ||
+        mk_opt_bool(c->body, "ordered", &a->ordered, c->err) != MK_OK)
+        return MK_ERR;
+    if (!present)
+        return mk_error_set(c->err, 40414, "Location40414",
+                            "BSON field '%s.%s' is missing but a required field", c->name, list);
+    return MK_OK;
+}
+
+/* Runs each statement; a failing one becomes a write error (an ordered list stops there),
+ * and only errors that doom the whole command (full map, memory, storage) abort it. */
+typedef int (*stmt_fn)(mk_cmd_t *c, MDB_txn *txn, void *ctx, const bson_t *stmt, int32_t index,
+                       mk_error_t *e);
+
+static int run_statements(mk_cmd_t *c, MDB_txn *txn, const stmt_args_t *a, const char *list,
+                          stmt_fn fn, void *ctx, write_errors_t *we)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, &a->stmts);
+    int32_t index = -1;
+    while (bson_iter_next(&it)) {
+        index++;
+        mk_error_t e = {0};
+        bson_t stmt;
+        int rc = statement_doc(&it, c->name, list, index, &stmt, &e);
+        if (rc == MK_OK) rc = fn(c, txn, ctx, &stmt, index, &e);
+        if (rc == MK_OK) continue;
+        if (fatal(rc, &e)) {
+            *c->err = e;
+            return rc;
+        }
+        add_write_error(we, index, &e, NULL);
+        if (a->ordered) break;
+    }
+    return MK_OK;
+}
 
 typedef struct update_totals {
     int64_t n, modified;
@@ -311,7 +356,7 @@ typedef struct update_totals {
 static const char *const update_stmt_fields[] = {
     "q", "u", "upsert", "multi", "arrayFilters", "hint", "collation", "c", NULL};
 
-static int update_stmt(mk_cmd_t *c, MDB_txn *txn, update_args_t *a, mk_coll_t **coll,
+static int update_stmt(mk_cmd_t *c, MDB_txn *txn, const stmt_args_t *a, mk_coll_t **coll,
                        const bson_t *stmt, int32_t index, update_totals_t *tot, mk_error_t *e)
 {
     if (check_stmt_fields(stmt, "update.updates", update_stmt_fields, e) != MK_OK) return MK_ERR;
@@ -390,55 +435,42 @@ static int update_stmt(mk_cmd_t *c, MDB_txn *txn, update_args_t *a, mk_coll_t **
     return rc;
 }
 
-static int update_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
+typedef struct update_ctx {
+    const stmt_args_t *a;
+    mk_coll_t *coll;
+    update_totals_t tot;
+} update_ctx_t;
+
+static int update_one(mk_cmd_t *c, MDB_txn *txn, void *ctx, const bson_t *stmt, int32_t index,
+                      mk_error_t *e)
 {
-    update_args_t *a = ud;
-    update_totals_t tot = {0};
-    bson_init(&tot.upserted);
-    write_errors_t we = {.n = 0};
-    bson_init(&we.arr);
-    mk_coll_t *coll = NULL;
-    bson_iter_t it;
-    bson_iter_init(&it, &a->stmts);
-    int32_t index = -1;
-    while (bson_iter_next(&it)) {
-        index++;
-        mk_error_t e = {0};
-        bson_t stmt;
-        int rc = statement_doc(&it, "update", "updates", index, &stmt, &e);
-        if (rc == MK_OK) rc = update_stmt(c, txn, a, &coll, &stmt, index, &tot, &e);
-        if (rc == MK_OK) continue;
-        if (fatal(rc, &e)) {
-            *c->err = e;
-            bson_destroy(&we.arr);
-            bson_destroy(&tot.upserted);
-            return rc;
-        }
-        add_write_error(&we, index, &e, NULL);
-        if (a->ordered) break;
-    }
-    BSON_APPEND_INT32(c->reply, "n", (int32_t)tot.n);
-    BSON_APPEND_INT32(c->reply, "nModified", (int32_t)tot.modified);
-    if (tot.nupserted) bson_append_array(c->reply, "upserted", -1, &tot.upserted);
-    bson_destroy(&tot.upserted);
-    finish_write_errors(c, &we);
-    return MK_OK;
+    update_ctx_t *u = ctx;
+    return update_stmt(c, txn, u->a, &u->coll, stmt, index, &u->tot, e);
 }
 
-static const char *const update_fields[] = {"updates", "ordered", NULL};
+static int update_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
+{
+    update_ctx_t u = {.a = ud};
+    bson_init(&u.tot.upserted);
+    write_errors_t we = {.n = 0};
+    bson_init(&we.arr);
+    int rc = run_statements(c, txn, u.a, "updates", update_one, &u, &we);
+    if (rc == MK_OK) {
+        BSON_APPEND_INT32(c->reply, "n", (int32_t)u.tot.n);
+        BSON_APPEND_INT32(c->reply, "nModified", (int32_t)u.tot.modified);
+        if (u.tot.nupserted) bson_append_array(c->reply, "upserted", -1, &u.tot.upserted);
+        finish_write_errors(c, &we);
+    } else {
+        bson_destroy(&we.arr);
+    }
+    bson_destroy(&u.tot.upserted);
+    return rc;
+}
 
 int mk_cmd_update(mk_cmd_t *c)
 {
-    update_args_t a = {.ordered = true};
-    if (mk_cmd_coll_name(c, &a.coll) != MK_OK) return MK_ERR;
-    if (mk_cmd_check_fields(c, update_fields) != MK_OK) return MK_ERR;
-    bool present;
-    if (mk_opt_array(c->body, "updates", &a.stmts, &present, c->err) != MK_OK ||
-        mk_opt_bool(c->body, "ordered", &a.ordered, c->err) != MK_OK)
-        return MK_ERR;
-    if (!present)
-        return mk_error_set(c->err, 40414, "Location40414",
-                            "BSON field 'update.updates' is missing but a required field");
+    stmt_args_t a;
+    if (parse_stmt_args(c, "updates", &a) != MK_OK) return MK_ERR;
     return mk_cmd_write(c, update_body, &a);
 }
 
@@ -487,56 +519,38 @@ static int delete_stmt(mk_cmd_t *c, MDB_txn *txn, const char *collname, mk_coll_
     return rc;
 }
 
-typedef struct delete_args {
-    const char *coll;
-    bson_t stmts;
-    bool ordered;
-} delete_args_t;
+typedef struct delete_ctx {
+    const stmt_args_t *a;
+    mk_coll_t *coll;
+    int64_t n;
+} delete_ctx_t;
+
+static int delete_one(mk_cmd_t *c, MDB_txn *txn, void *ctx, const bson_t *stmt, int32_t index,
+                      mk_error_t *e)
+{
+    delete_ctx_t *d = ctx;
+    return delete_stmt(c, txn, d->a->coll, &d->coll, stmt, &d->n, e);
+}
 
 static int delete_body(mk_cmd_t *c, MDB_txn *txn, void *ud)
 {
-    delete_args_t *a = ud;
+    delete_ctx_t d = {.a = ud};
     write_errors_t we = {.n = 0};
     bson_init(&we.arr);
-    mk_coll_t *coll = NULL;
-    int64_t n = 0;
-    bson_iter_t it;
-    bson_iter_init(&it, &a->stmts);
-    int32_t index = -1;
-    while (bson_iter_next(&it)) {
-        index++;
-        mk_error_t e = {0};
-        bson_t stmt;
-        int rc = statement_doc(&it, "delete", "deletes", index, &stmt, &e);
-        if (rc == MK_OK) rc = delete_stmt(c, txn, a->coll, &coll, &stmt, &n, &e);
-        if (rc == MK_OK) continue;
-        if (fatal(rc, &e)) {
-            *c->err = e;
-            bson_destroy(&we.arr);
-            return rc;
-        }
-        add_write_error(&we, index, &e, NULL);
-        if (a->ordered) break;
+    int rc = run_statements(c, txn, d.a, "deletes", delete_one, &d, &we);
+    if (rc != MK_OK) {
+        bson_destroy(&we.arr);
+        return rc;
     }
-    BSON_APPEND_INT32(c->reply, "n", (int32_t)n);
+    BSON_APPEND_INT32(c->reply, "n", (int32_t)d.n);
     finish_write_errors(c, &we);
     return MK_OK;
 }
 
-static const char *const delete_fields[] = {"deletes", "ordered", NULL};
-
 int mk_cmd_delete(mk_cmd_t *c)
 {
-    delete_args_t a = {.ordered = true};
-    if (mk_cmd_coll_name(c, &a.coll) != MK_OK) return MK_ERR;
-    if (mk_cmd_check_fields(c, delete_fields) != MK_OK) return MK_ERR;
-    bool present;
-    if (mk_opt_array(c->body, "deletes", &a.stmts, &present, c->err) != MK_OK ||
-        mk_opt_bool(c->body, "ordered", &a.ordered, c->err) != MK_OK)
-        return MK_ERR;
-    if (!present)
-        return mk_error_set(c->err, 40414, "Location40414",
-                            "BSON field 'delete.deletes' is missing but a required field");
+    stmt_args_t a;
+    if (parse_stmt_args(c, "deletes", &a) != MK_OK) return MK_ERR;
     return mk_cmd_write(c, delete_body, &a);
 }
 
