@@ -44,16 +44,6 @@ static bson_t *tu_arr(const char *json)
     return b;
 }
 
-static int64_t get_int(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no field %s in %s", path, s);
-    }
-    return bson_iter_as_int64(&it);
-}
-
 static bool has(const bson_t *doc, const char *path)
 {
     bson_iter_t it;
@@ -83,7 +73,7 @@ static void insert(mk_backend_session_t *s, const char *coll, const char *json)
     if (mk_backend_insert_many(be, s, "test", coll, docs, n, NULL, &reply, &err) != MK_OK)
         fail_msg("insert: %s", err.message);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "n"), (int64_t)n);
+    assert_int_equal(tu_get_int(&reply, "n"), (int64_t)n);
     bson_destroy(&reply);
     bson_destroy(arr);
 }
@@ -160,8 +150,8 @@ static void test_insert_write_errors(void **state)
     bson_t reply = BSON_INITIALIZER;
     assert_int_equal(mk_backend_insert_many(be, NULL, "test", "c", docs, 3, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 1);
-    assert_int_equal(get_int(&reply, "writeErrors.0.index"), 1);
+    assert_int_equal(tu_get_int(&reply, "n"), 1);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.index"), 1);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_ERR);
     assert_int_equal(err.code, 11000);
     assert_string_equal(err.kind, "DuplicateKey");
@@ -179,7 +169,7 @@ static void test_insert_write_errors(void **state)
     bson_reinit(&reply);
     assert_int_equal(mk_backend_insert_many(be, NULL, "test", "c", docs2, 3, opts, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 2);
+    assert_int_equal(tu_get_int(&reply, "n"), 2);
     assert_int_equal(mk_backend_inserted(&reply, 3, false, inserted), 2);
     assert_true(inserted[0]);
     assert_false(inserted[1]);
@@ -247,10 +237,10 @@ static void test_insert_chunks(void **state)
     assert_int_equal(mk_backend_insert_many(be, NULL, "test", "big", (const bson_t *const *)docs, N,
                                             opts, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), N - 1);
-    assert_int_equal(get_int(&reply, "writeErrors.0.index"), N - 2);
-    assert_int_equal(get_int(&reply, "writeErrors.0.code"), 11000);
-    assert_int_equal(get_int(&reply, "ok"), 1);
+    assert_int_equal(tu_get_int(&reply, "n"), N - 1);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.index"), N - 2);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.code"), 11000);
+    assert_int_equal(tu_get_int(&reply, "ok"), 1);
     assert_false(has(&reply, "writeErrors.1"));
     bool *inserted = calloc(N, sizeof *inserted);
     assert_int_equal(mk_backend_inserted(&reply, N, false, inserted), N - 1);
@@ -283,19 +273,19 @@ static void test_update(void **state)
     mk_error_t err = {0};
 
     assert_int_equal(upd("{ a: 1 }", "{ $set: { b: 1 } }", 0, NULL, &reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 1);
-    assert_int_equal(get_int(&reply, "nModified"), 1);
+    assert_int_equal(tu_get_int(&reply, "n"), 1);
+    assert_int_equal(tu_get_int(&reply, "nModified"), 1);
     assert_int_equal(upd("{ a: 1 }", "{ $inc: { b: 10 } }", MK_BE_MULTI, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 2);
+    assert_int_equal(tu_get_int(&reply, "n"), 2);
     assert_find(NULL, "c", "{ a: 1 }", "{ projection: { b: 1 } }",
                 "{ v: [{ _id: 1, b: 11 }, { _id: 2, b: 10 }] }");
 
     /* upsert reports the new _id */
     assert_int_equal(upd("{ _id: 9 }", "{ $set: { a: 9 } }", 0, "{ upsert: true }", &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "upserted.0._id"), 9);
-    assert_int_equal(get_int(&reply, "upserted.0.index"), 0);
+    assert_int_equal(tu_get_int(&reply, "upserted.0._id"), 9);
+    assert_int_equal(tu_get_int(&reply, "upserted.0.index"), 0);
     assert_find(NULL, "c", "{ _id: 9 }", NULL, "{ v: [{ _id: 9, a: 9 }] }");
 
     /* arrayFilters is a statement option */
@@ -307,7 +297,7 @@ static void test_update(void **state)
 
     /* replace one */
     assert_int_equal(upd("{ _id: 3 }", "{ z: 1 }", MK_BE_REPLACE, NULL, &reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "nModified"), 1);
+    assert_int_equal(tu_get_int(&reply, "nModified"), 1);
     assert_find(NULL, "c", "{ _id: 3 }", NULL, "{ v: [{ _id: 3, z: 1 }] }");
 
     /* what a driver refuses before sending */
@@ -326,7 +316,7 @@ static void test_update(void **state)
     /* statement errors are write errors that stay in the reply, as MongoDB's */
     assert_int_equal(upd("{ a: { $bogus: 1 } }", "{ $set: { z: 2 } }", 0, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 0);
+    assert_int_equal(tu_get_int(&reply, "n"), 0);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_ERR);
     assert_int_equal(err.code, MK_CODE_BAD_VALUE);
     assert_string_equal(err.kind, "BadValue");
@@ -351,12 +341,12 @@ static void test_delete(void **state)
     mk_error_t err = {0};
     bson_t *f = tu_bson("{ a: 1 }");
     assert_int_equal(mk_backend_delete(be, NULL, "test", "c", f, 0, NULL, &reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 1);
+    assert_int_equal(tu_get_int(&reply, "n"), 1);
     assert_int_equal(count(NULL, "c"), 3);
     bson_reinit(&reply);
     assert_int_equal(mk_backend_delete(be, NULL, "test", "c", f, MK_BE_MULTI, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 2);
+    assert_int_equal(tu_get_int(&reply, "n"), 2);
     assert_find(NULL, "c", "{}", NULL, "{ v: [{ _id: 4, a: 2 }] }");
     /* NULL filter: everything */
     assert_int_equal(mk_backend_delete(be, NULL, "test", "c", NULL, MK_BE_MULTI, NULL, NULL, &err),
@@ -395,7 +385,7 @@ static void test_find_and_modify(void **state)
         MK_OK);
     assert_true(found);
     tu_assert_bson_eq(&value, "{ _id: 2, a: 12 }");
-    assert_int_equal(get_int(&reply, "lastErrorObject.n"), 1);
+    assert_int_equal(tu_get_int(&reply, "lastErrorObject.n"), 1);
     bson_destroy(o);
 
     /* the old document, with fields */
@@ -432,8 +422,8 @@ static void test_find_and_modify(void **state)
         mk_backend_find_and_modify(be, NULL, "test", "c", none, o, &value, &found, NULL, &err),
         MK_OK);
     assert_true(found);
-    assert_int_equal(get_int(&value, "a"), 99);
-    assert_int_equal(get_int(&value, "u"), 1);
+    assert_int_equal(tu_get_int(&value, "a"), 99);
+    assert_int_equal(tu_get_int(&value, "u"), 1);
     bson_destroy(o);
 
     /* errors: remove and update together, a bad operator */
@@ -495,9 +485,9 @@ static void test_bulk_write(void **state)
                           " { deleteOne: { filter: { _id: 5 } } }]",
                           NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "nDeleted"), 1);
-    assert_int_equal(get_int(&reply, "nInserted"), 0);
-    assert_int_equal(get_int(&reply, "writeErrors.0.index"), 1);
+    assert_int_equal(tu_get_int(&reply, "nDeleted"), 1);
+    assert_int_equal(tu_get_int(&reply, "nInserted"), 0);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.index"), 1);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_ERR);
     assert_int_equal(err.code, MK_CODE_DUPLICATE_KEY);
     assert_int_equal(count(NULL, "c"), 4);
@@ -509,11 +499,11 @@ static void test_bulk_write(void **state)
                           " { updateOne: { filter: { _id: 20 }, update: { $set: { _id: 21 } } } }]",
                           "{ ordered: false }", &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "nInserted"), 1);
-    assert_int_equal(get_int(&reply, "nDeleted"), 1);
-    assert_int_equal(get_int(&reply, "writeErrors.0.index"), 0);
-    assert_int_equal(get_int(&reply, "writeErrors.1.index"), 3);
-    assert_int_equal(get_int(&reply, "writeErrors.1.code"), MK_CODE_IMMUTABLE_FIELD);
+    assert_int_equal(tu_get_int(&reply, "nInserted"), 1);
+    assert_int_equal(tu_get_int(&reply, "nDeleted"), 1);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.index"), 0);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.1.index"), 3);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.1.code"), MK_CODE_IMMUTABLE_FIELD);
     assert_find(NULL, "c", "{ _id: { $gte: 5 } }", NULL, "{ v: [{ _id: 20 }] }");
 
     /* models are checked before anything runs */
@@ -546,7 +536,7 @@ static void test_bulk_write(void **state)
                           " { deleteOne: { filter: { _id: 40 }, hint: 'no_such_index' } }]",
                           NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "nInserted"), 1);
+    assert_int_equal(tu_get_int(&reply, "nInserted"), 1);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_ERR);
     assert_int_equal(count(NULL, "c"), 5);
     bson_destroy(&reply);
@@ -568,7 +558,7 @@ static void test_cursor_batches(void **state)
     assert_int_equal(mk_backend_insert_many(be, NULL, "test", "many", (const bson_t *const *)docs,
                                             250, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 250);
+    assert_int_equal(tu_get_int(&reply, "n"), 250);
     bson_t *o = tu_bson("{ batchSize: 10, sort: { _id: 1 } }");
     bson_t *f = tu_bson("{}");
     mk_backend_cursor_t *c = mk_backend_find(be, NULL, "test", "many", f, o, &err);
@@ -576,8 +566,8 @@ static void test_cursor_batches(void **state)
     const bson_t *doc;
     int i = 0, rc;
     while ((rc = mk_backend_cursor_next(c, &doc, &err)) == 1) {
-        assert_int_equal(get_int(doc, "_id"), i);
-        assert_int_equal(get_int(doc, "sq"), i * i);
+        assert_int_equal(tu_get_int(doc, "_id"), i);
+        assert_int_equal(tu_get_int(doc, "sq"), i * i);
         i++;
     }
     assert_int_equal(rc, 0);
@@ -589,7 +579,7 @@ static void test_cursor_batches(void **state)
     /* abandoned half way: destroy kills the open cursor (no leak under LSan) */
     c = mk_backend_find(be, NULL, "test", "many", f, o, &err);
     for (i = 0; i < 15; i++) assert_int_equal(mk_backend_cursor_next(c, &doc, &err), 1);
-    assert_int_equal(get_int(doc, "_id"), 14);
+    assert_int_equal(tu_get_int(doc, "_id"), 14);
     mk_backend_cursor_destroy(c);
 
     /* limit across batches */
@@ -597,7 +587,7 @@ static void test_cursor_batches(void **state)
     o = tu_bson("{ batchSize: 7, limit: 23, sort: { _id: -1 } }");
     c = mk_backend_find(be, NULL, "test", "many", f, o, &err);
     for (i = 0; (rc = mk_backend_cursor_next(c, &doc, &err)) == 1; i++)
-        assert_int_equal(get_int(doc, "_id"), 249 - i);
+        assert_int_equal(tu_get_int(doc, "_id"), 249 - i);
     assert_int_equal(rc, 0);
     assert_int_equal(i, 23);
     mk_backend_cursor_destroy(c);
@@ -758,7 +748,7 @@ static void test_indexes(void **state)
                            " { key: { n: -1 }, name: 'n_-1' }]");
     assert_int_equal(mk_backend_create_indexes(be, NULL, "test", "c", specs, NULL, &reply, &err),
                      MK_OK);
-    assert_int_equal(get_int(&reply, "numIndexesAfter"), 3);
+    assert_int_equal(tu_get_int(&reply, "numIndexesAfter"), 3);
     assert_cursor(mk_backend_list_indexes(be, NULL, "test", "c", &err),
                   "{ v: [{ v: 2, key: { _id: 1 }, name: '_id_' },"
                   "      { v: 2, key: { email: 1 }, name: 'email_1', unique: true },"
@@ -866,7 +856,7 @@ static void test_collections(void **state)
     assert_int_equal(mk_backend_run_command(be, NULL, "admin", nope, &reply, &err), MK_ERR);
     assert_int_equal(err.code, MK_CODE_COMMAND_NOT_FOUND);
     assert_string_equal(err.kind, "CommandNotFound");
-    assert_int_equal(get_int(&reply, "code"), MK_CODE_COMMAND_NOT_FOUND);
+    assert_int_equal(tu_get_int(&reply, "code"), MK_CODE_COMMAND_NOT_FOUND);
     bson_destroy(nope);
     bson_destroy(ping);
     bson_destroy(&reply);

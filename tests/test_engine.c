@@ -48,20 +48,6 @@ static void ok(const char *json)
     bson_destroy(r);
 }
 
-static int64_t get_int(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it)) fail_msg("no field %s", path);
-    return bson_iter_as_int64(&it);
-}
-
-static const char *get_str(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it) || !BSON_ITER_HOLDS_UTF8(&it)) fail_msg("no string %s", path);
-    return bson_iter_utf8(&it, NULL);
-}
-
 /* Asserts the value at `path` of doc equals the relaxed JSON value in `expect_doc`'s field v. */
 static void assert_field(const bson_t *doc, const char *path, const char *expect_doc)
 {
@@ -83,8 +69,8 @@ static void assert_field(const bson_t *doc, const char *path, const char *expect
 static void assert_error(const char *json, int code, const char *msg_part)
 {
     bson_t *r = run(json);
-    assert_int_equal(get_int(r, "ok"), 0);
-    if (get_int(r, "code") != code || (msg_part && !strstr(get_str(r, "errmsg"), msg_part))) {
+    assert_int_equal(tu_get_int(r, "ok"), 0);
+    if (tu_get_int(r, "code") != code || (msg_part && !strstr(tu_get_str(r, "errmsg"), msg_part))) {
         char *s = bson_as_relaxed_extended_json(r, NULL);
         fail_msg("expected error %d '%s' for %s\n  got: %s", code, msg_part ? msg_part : "", json,
                  s);
@@ -102,8 +88,8 @@ static void test_insert_find(void **state)
     r = run("{ find: 'users', filter: { age: { $gte: 26 } }, sort: { age: -1 }, projection: { _id: "
             "0, name: 1 } }");
     assert_field(r, "cursor.firstBatch", "{ v: [ { name: 'Cy' }, { name: 'Ann' } ] }");
-    assert_int_equal(get_int(r, "cursor.id"), 0);
-    assert_string_equal(get_str(r, "cursor.ns"), "test.users");
+    assert_int_equal(tu_get_int(r, "cursor.id"), 0);
+    assert_string_equal(tu_get_str(r, "cursor.ns"), "test.users");
     bson_destroy(r);
     /* generated _id is an ObjectId and comes first */
     r = run("{ find: 'users', filter: { name: 'Cy' } }");
@@ -118,21 +104,21 @@ static void test_duplicate_key(void **state)
     ok("{ drop: 'dups' }");
     ok("{ insert: 'dups', documents: [ { _id: 1 } ] }");
     bson_t *r = run("{ insert: 'dups', documents: [ { _id: 2 }, { _id: 1.0 }, { _id: 3 } ] }");
-    assert_int_equal(get_int(r, "n"), 1); /* ordered: stops at the duplicate */
-    assert_int_equal(get_int(r, "writeErrors.0.index"), 1);
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
+    assert_int_equal(tu_get_int(r, "n"), 1); /* ordered: stops at the duplicate */
+    assert_int_equal(tu_get_int(r, "writeErrors.0.index"), 1);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 11000);
     assert_string_equal(
-        get_str(r, "writeErrors.0.errmsg"),
+        tu_get_str(r, "writeErrors.0.errmsg"),
         "E11000 duplicate key error collection: test.dups index: _id_ dup key: { _id: 1.0 }");
     assert_field(r, "writeErrors.0.keyValue", "{ v: { _id: 1 } }");
     bson_destroy(r);
     r = run("{ insert: 'dups', documents: [ { _id: 1 }, { _id: 4 }, { _id: 2 }, { _id: 5 } ], "
             "ordered: false }");
-    assert_int_equal(get_int(r, "n"), 2);
-    assert_int_equal(get_int(r, "writeErrors.1.index"), 2);
+    assert_int_equal(tu_get_int(r, "n"), 2);
+    assert_int_equal(tu_get_int(r, "writeErrors.1.index"), 2);
     bson_destroy(r);
     r = run("{ count: 'dups' }");
-    assert_int_equal(get_int(r, "n"), 4); /* 1, 2, 4, 5 */
+    assert_int_equal(tu_get_int(r, "n"), 4); /* 1, 2, 4, 5 */
     bson_destroy(r);
 }
 
@@ -154,13 +140,13 @@ static void test_get_more(void **state)
     BSON_APPEND_ARRAY(cmd, "documents", docs);
     bson_t reply = BSON_INITIALIZER;
     assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 250);
+    assert_int_equal(tu_get_int(&reply, "n"), 250);
     bson_destroy(&reply);
     bson_destroy(cmd);
     bson_destroy(docs);
 
     bson_t *r = run("{ find: 'many', filter: { odd: 1 } }");
-    int64_t id = get_int(r, "cursor.id");
+    int64_t id = tu_get_int(r, "cursor.id");
     assert_true(id != 0);
     bson_iter_t it, arr;
     assert_true(mk_path_get(r, "cursor.firstBatch", &it));
@@ -174,14 +160,14 @@ static void test_get_more(void **state)
     snprintf(buf, sizeof buf, "{ getMore: NumberLong('%lld'), collection: 'many', batchSize: 10 }",
              (long long)id);
     r = run(buf);
-    assert_int_equal(get_int(r, "cursor.id"), id);
-    assert_int_equal(get_int(r, "cursor.nextBatch.0._id"), 203);
-    assert_int_equal(get_int(r, "cursor.nextBatch.9._id"), 221);
+    assert_int_equal(tu_get_int(r, "cursor.id"), id);
+    assert_int_equal(tu_get_int(r, "cursor.nextBatch.0._id"), 203);
+    assert_int_equal(tu_get_int(r, "cursor.nextBatch.9._id"), 221);
     bson_destroy(r);
     snprintf(buf, sizeof buf, "{ getMore: NumberLong('%lld'), collection: 'many' }", (long long)id);
     r = run(buf);
-    assert_int_equal(get_int(r, "cursor.id"), 0);
-    assert_int_equal(get_int(r, "cursor.nextBatch.13._id"), 249);
+    assert_int_equal(tu_get_int(r, "cursor.id"), 0);
+    assert_int_equal(tu_get_int(r, "cursor.nextBatch.13._id"), 249);
     bson_destroy(r);
     assert_error(buf, 43, "not found");
 
@@ -189,18 +175,18 @@ static void test_get_more(void **state)
     r = run("{ find: 'many', sort: { _id: -1 }, skip: 5, limit: 3 }");
     assert_field(r, "cursor.firstBatch",
                  "{ v: [ { _id: 244, odd: 0 }, { _id: 243, odd: 1 }, { _id: 242, odd: 0 } ] }");
-    assert_int_equal(get_int(r, "cursor.id"), 0);
+    assert_int_equal(tu_get_int(r, "cursor.id"), 0);
     bson_destroy(r);
     r = run("{ find: 'many', skip: 248, batchSize: 1 }");
-    id = get_int(r, "cursor.id");
-    assert_int_equal(get_int(r, "cursor.firstBatch.0._id"), 248);
+    id = tu_get_int(r, "cursor.id");
+    assert_int_equal(tu_get_int(r, "cursor.firstBatch.0._id"), 248);
     bson_destroy(r);
     snprintf(buf, sizeof buf,
              "{ killCursors: 'many', cursors: [ NumberLong('%lld'), NumberLong(7) ] }",
              (long long)id);
     r = run(buf);
-    assert_int_equal(get_int(r, "cursorsKilled.0"), id);
-    assert_int_equal(get_int(r, "cursorsNotFound.0"), 7);
+    assert_int_equal(tu_get_int(r, "cursorsKilled.0"), id);
+    assert_int_equal(tu_get_int(r, "cursorsNotFound.0"), 7);
     bson_destroy(r);
 }
 
@@ -236,14 +222,14 @@ static void test_update(void **state)
     bson_destroy(r);
     /* errors are write errors */
     r = run("{ update: 'u', updates: [ { q: { _id: 1 }, u: { $set: { _id: 5 } } } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 66);
-    assert_int_equal(get_int(r, "nModified"), 0);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 66);
+    assert_int_equal(tu_get_int(r, "nModified"), 0);
     bson_destroy(r);
     r = run("{ update: 'u', updates: [ { q: { _id: 1 }, u: { $inc: { tags: 1 } } } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 14);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 14);
     bson_destroy(r);
     r = run("{ update: 'u', updates: [ { q: {}, u: { a: 1 }, multi: true } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 9);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 9);
     bson_destroy(r);
 }
 
@@ -256,7 +242,7 @@ static void test_delete_count_distinct(void **state)
     tu_assert_bson_eq(r, "{ values: [ null, 'x', 'y' ], ok: 1.0 }");
     bson_destroy(r);
     r = run("{ count: 'd', query: { g: 'a' } }");
-    assert_int_equal(get_int(r, "n"), 2);
+    assert_int_equal(tu_get_int(r, "n"), 2);
     bson_destroy(r);
     r = run("{ delete: 'd', deletes: [ { q: { g: 'a' }, limit: 1 } ] }");
     tu_assert_bson_eq(r, "{ n: 1, ok: 1.0 }");
@@ -265,7 +251,7 @@ static void test_delete_count_distinct(void **state)
     tu_assert_bson_eq(r, "{ n: 3, ok: 1.0 }");
     bson_destroy(r);
     r = run("{ delete: 'd', deletes: [ { q: {}, limit: 5 } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 9);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 9);
     bson_destroy(r);
 }
 
@@ -305,15 +291,15 @@ static void test_admin(void **state)
     assert_error("{ create: 'c1' }", 48, "already exists");
     assert_error("{ create: 'c2', capped: true, size: 100 }", 2, "capped");
     bson_t *r = run("{ listCollections: 1, filter: { name: 'c1' } }");
-    assert_string_equal(get_str(r, "cursor.firstBatch.0.name"), "c1");
-    assert_string_equal(get_str(r, "cursor.firstBatch.0.type"), "collection");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.0.name"), "c1");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.0.type"), "collection");
     bson_destroy(r);
     r = run("{ listDatabases: 1, nameOnly: true }");
-    assert_string_equal(get_str(r, "databases.0.name"), "test");
+    assert_string_equal(tu_get_str(r, "databases.0.name"), "test");
     bson_destroy(r);
     ok("{ ping: 1 }");
     r = run("{ hello: 1 }");
-    assert_int_equal(get_int(r, "maxBsonObjectSize"), 16777216);
+    assert_int_equal(tu_get_int(r, "maxBsonObjectSize"), 16777216);
     bson_destroy(r);
     assert_error("{ frobnicate: 1 }", 59, "no such command: 'frobnicate'");
     assert_error("{ find: 'x', bogus: 1 }", 40415, "unknown field");
@@ -330,13 +316,13 @@ static void test_bad_documents(void **state)
 {
     ok("{ drop: 'bad' }");
     bson_t *r = run("{ insert: 'bad', documents: [ { $set: 1 } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 52);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 52);
     bson_destroy(r);
     r = run("{ insert: 'bad', documents: [ { _id: [1, 2] } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 53);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 53);
     bson_destroy(r);
     r = run("{ insert: 'bad', documents: [ { a: { b: { $x: 1 } } } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 52);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 52);
     bson_destroy(r);
     /* depth limit */
     bson_t *doc = bson_new(), *cur = doc;
@@ -354,12 +340,12 @@ static void test_bad_documents(void **state)
     bson_append_array_end(cmd, &arr);
     bson_t reply = BSON_INITIALIZER;
     mk_engine_command(eng, "test", cmd, &reply, NULL);
-    assert_int_equal(get_int(&reply, "writeErrors.0.code"), 15);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.code"), 15);
     bson_destroy(&reply);
     bson_destroy(cmd);
     bson_destroy(doc);
     r = run("{ count: 'bad' }");
-    assert_int_equal(get_int(r, "n"), 0);
+    assert_int_equal(tu_get_int(r, "n"), 0);
     bson_destroy(r);
 }
 
@@ -377,12 +363,12 @@ static void test_large_id(void **state)
     }
     snprintf(json, 6200, "{ insert: 'big', documents: [ { _id: '%s' } ] }", big);
     bson_t *r = run(json);
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 11000);
     bson_destroy(r);
     big[2998] = 'b';
     snprintf(json, 6200, "{ find: 'big', filter: { _id: '%s' } }", big);
     r = run(json);
-    assert_int_equal(get_int(r, "cursor.firstBatch.0.i"), 1);
+    assert_int_equal(tu_get_int(r, "cursor.firstBatch.0.i"), 1);
     bson_destroy(r);
     r = run("{ find: 'big', sort: { i: -1 }, projection: { _id: 0 } }");
     assert_field(r, "cursor.firstBatch", "{ v: [ { i: 2 }, { i: 1 }, { i: 0 } ] }");
@@ -419,7 +405,7 @@ static void test_cursor_timeout(void **state)
     cmd = tu_bson("{ find: 'c', batchSize: 1 }");
     assert_int_equal(mk_engine_command(e2, "test", cmd, &reply, &err), MK_OK);
     bson_destroy(cmd);
-    int64_t id = get_int(&reply, "cursor.id");
+    int64_t id = tu_get_int(&reply, "cursor.id");
     assert_true(id != 0);
     usleep(120 * 1000); /* idle past the timeout */
     char buf[128];
@@ -457,8 +443,8 @@ static void test_size_limit(void **state)
     BSON_APPEND_BOOL(cmd, "ordered", false);
     bson_t reply = BSON_INITIALIZER;
     assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
-    assert_int_equal(get_int(&reply, "n"), 1);
-    assert_int_equal(get_int(&reply, "writeErrors.0.code"), 10334);
+    assert_int_equal(tu_get_int(&reply, "n"), 1);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.code"), 10334);
     bson_destroy(&reply);
     bson_destroy(cmd);
     /* an update that would grow a document past 16 MiB fails and changes nothing */
@@ -481,8 +467,8 @@ static void test_size_limit(void **state)
     bson_append_array_end(cmd, &ups);
     bson_init(&reply);
     assert_int_equal(mk_engine_command(eng, "test", cmd, &reply, NULL), MK_OK);
-    assert_int_equal(get_int(&reply, "nModified"), 0);
-    assert_true(get_int(&reply, "writeErrors.0.code") != 0);
+    assert_int_equal(tu_get_int(&reply, "nModified"), 0);
+    assert_true(tu_get_int(&reply, "writeErrors.0.code") != 0);
     bson_destroy(&reply);
     bson_destroy(cmd);
     free(s);
@@ -502,7 +488,7 @@ static void test_expr_and_errors_in_find(void **state)
     bson_destroy(r);
     /* a run-time expression error is an error, not a silent mismatch */
     r = run("{ find: 'e', filter: { $expr: { $gt: [ { $divide: ['$a', '$b'] }, 1 ] } } }");
-    assert_int_equal(get_int(r, "ok"), 0);
+    assert_int_equal(tu_get_int(r, "ok"), 0);
     bson_destroy(r);
     assert_error("{ find: 'e', collation: { locale: 'fr' } }", 2, "collation");
     assert_error("{ find: 'e', tailable: true }", 2, "tailable");
@@ -510,8 +496,8 @@ static void test_expr_and_errors_in_find(void **state)
     assert_error("{ find: 'e', skip: -1 }", 51024, NULL);
     assert_error("{ find: 'e', limit: 'x' }", 14, NULL);
     r = run("{ update: 'e', updates: [ { q: {}, u: [ { $set: { a: 1 } } ] } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 2);
-    assert_non_null(strstr(get_str(r, "writeErrors.0.errmsg"), "pipeline"));
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 2);
+    assert_non_null(strstr(tu_get_str(r, "writeErrors.0.errmsg"), "pipeline"));
     bson_destroy(r);
 }
 
@@ -541,13 +527,14 @@ static void test_max_time_ms(void **state)
     assert_error("{ count: 'slow', query: { s: /^(a+)+$/ }, maxTimeMS: 1 }", 50, NULL);
     bson_t *w =
         run("{ delete: 'slow', deletes: [ { q: { s: /^(a+)+$/ }, limit: 0 } ], maxTimeMS: 1 }");
-    assert_int_equal(get_int(w, "writeErrors.0.code"), 50); /* a write reports it per statement */
-    assert_int_equal(get_int(w, "n"), 0);
+    assert_int_equal(tu_get_int(w, "writeErrors.0.code"),
+                     50); /* a write reports it per statement */
+    assert_int_equal(tu_get_int(w, "n"), 0);
     bson_destroy(w);
     assert_error("{ find: 'slow', maxTimeMS: -5 }", 2, "maxTimeMS");
     /* a limit that is not reached changes nothing */
     bson_t *r = run("{ count: 'slow', maxTimeMS: 60000 }");
-    assert_int_equal(get_int(r, "n"), 40);
+    assert_int_equal(tu_get_int(r, "n"), 40);
     bson_destroy(r);
 }
 

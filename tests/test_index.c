@@ -53,32 +53,13 @@ static void ok(const char *json)
     bson_destroy(r);
 }
 
-static int64_t get_int(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no field %s in %s", path, s);
-    }
-    return bson_iter_as_int64(&it);
-}
-
-static const char *get_str(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it) || !BSON_ITER_HOLDS_UTF8(&it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no string %s in %s", path, s);
-    }
-    return bson_iter_utf8(&it, NULL);
-}
-
 static void expect_error(const char *json, int code, const char *part)
 {
     bson_t *r = run(json);
-    int64_t got = get_int(r, "ok") == 0 ? get_int(r, "code") : get_int(r, "writeErrors.0.code");
+    int64_t got =
+        tu_get_int(r, "ok") == 0 ? tu_get_int(r, "code") : tu_get_int(r, "writeErrors.0.code");
     const char *msg =
-        get_int(r, "ok") == 0 ? get_str(r, "errmsg") : get_str(r, "writeErrors.0.errmsg");
+        tu_get_int(r, "ok") == 0 ? tu_get_str(r, "errmsg") : tu_get_str(r, "writeErrors.0.errmsg");
     if (got != code || (part && !strstr(msg, part)))
         fail_msg("expected %d '%s' for %s, got %lld '%s'", code, part ? part : "", json,
                  (long long)got, msg);
@@ -114,11 +95,11 @@ static void test_create_list_drop(void **state)
     /* default name; compound with mixed directions */
     ok("{ createIndexes: 'users', indexes: [ { key: { lastName: 1, firstName: -1 } } ] }");
     r = run("{ listIndexes: 'users' }");
-    assert_string_equal(get_str(r, "cursor.firstBatch.0.name"), "_id_");
-    assert_string_equal(get_str(r, "cursor.firstBatch.1.name"), "email_1");
-    assert_int_equal(get_int(r, "cursor.firstBatch.1.unique"), 1);
-    assert_string_equal(get_str(r, "cursor.firstBatch.2.name"), "lastName_1_firstName_-1");
-    assert_string_equal(get_str(r, "cursor.ns"), "test.users");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.0.name"), "_id_");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.1.name"), "email_1");
+    assert_int_equal(tu_get_int(r, "cursor.firstBatch.1.unique"), 1);
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.2.name"), "lastName_1_firstName_-1");
+    assert_string_equal(tu_get_str(r, "cursor.ns"), "test.users");
     bson_destroy(r);
     expect_error("{ createIndexes: 'users', indexes: [ { key: { other: 1 }, name: 'email_1' } ] }",
                  86, "same name");
@@ -137,7 +118,7 @@ static void test_create_list_drop(void **state)
                  "index not found with name [nope_1]");
     expect_error("{ dropIndexes: 'users', index: '_id_' }", 72, "cannot drop _id index");
     r = run("{ dropIndexes: 'users', index: { lastName: 1, firstName: -1 } }");
-    assert_int_equal(get_int(r, "nIndexesWas"), 3);
+    assert_int_equal(tu_get_int(r, "nIndexesWas"), 3);
     bson_destroy(r);
     r = run("{ listIndexes: 'users' }");
     bson_iter_t it;
@@ -155,22 +136,22 @@ static void test_unique(void **state)
     ok("{ createIndexes: 'u', indexes: [ { key: { email: 1 }, name: 'email_1', unique: true } ] }");
     ok("{ insert: 'u', documents: [ { _id: 1, email: 'a@b.c' }, { _id: 2, email: 'x@y.z' } ] }");
     bson_t *r = run("{ insert: 'u', documents: [ { _id: 3, email: 'a@b.c' } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
-    assert_string_equal(get_str(r, "writeErrors.0.errmsg"),
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 11000);
+    assert_string_equal(tu_get_str(r, "writeErrors.0.errmsg"),
                         "E11000 duplicate key error collection: test.u index: email_1 dup key: { "
                         "email: \"a@b.c\" }");
     bson_destroy(r);
     /* the failed insert left nothing: neither record nor index entry */
     r = run("{ count: 'u' }");
-    assert_int_equal(get_int(r, "n"), 2);
+    assert_int_equal(tu_get_int(r, "n"), 2);
     bson_destroy(r);
     assert_valid("u");
     /* an update onto a taken key fails and changes nothing */
     r = run("{ update: 'u', updates: [ { q: { _id: 2 }, u: { $set: { email: 'a@b.c' } } } ] }");
-    assert_int_equal(get_int(r, "writeErrors.0.code"), 11000);
+    assert_int_equal(tu_get_int(r, "writeErrors.0.code"), 11000);
     bson_destroy(r);
     r = run("{ find: 'u', filter: { _id: 2 } }");
-    assert_string_equal(get_str(r, "cursor.firstBatch.0.email"), "x@y.z");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.0.email"), "x@y.z");
     bson_destroy(r);
     /* moving a key frees the old one */
     ok("{ update: 'u', updates: [ { q: { _id: 1 }, u: { $set: { email: 'new@b.c' } } } ] }");
@@ -227,7 +208,7 @@ static void test_parallel_arrays(void **state)
     expect_error("{ insert: 'pa', documents: [ { _id: 2, a: [1, 2], b: [1, 2] } ] }", 171,
                  "parallel arrays");
     bson_t *r = run("{ count: 'pa' }");
-    assert_int_equal(get_int(r, "n"), 1);
+    assert_int_equal(tu_get_int(r, "n"), 1);
     bson_destroy(r);
     assert_valid("pa");
 }
@@ -283,7 +264,7 @@ static void test_maintenance_under_many_writes(void **state)
     eng = mk_engine_open(dir, NULL, &err);
     assert_non_null(eng);
     bson_t *r = run("{ listIndexes: 'w' }");
-    assert_string_equal(get_str(r, "cursor.firstBatch.3.name"), "tags_1");
+    assert_string_equal(tu_get_str(r, "cursor.firstBatch.3.name"), "tags_1");
     bson_destroy(r);
     assert_valid("w");
     ok("{ insert: 'w', documents: [ { _id: 1000, a: 1 } ] }");
@@ -322,7 +303,7 @@ static void test_ttl(void **state)
         cmd = tu_bson("{ count: 's' }");
         assert_int_equal(mk_engine_command(e, "test", cmd, &reply, &err), MK_OK);
         bson_destroy(cmd);
-        n = get_int(&reply, "n");
+        n = tu_get_int(&reply, "n");
     }
     assert_int_equal(n, 3); /* 1 (past) and 5 (earliest date past) expired; 2, 3, 4 stay */
     bson_reinit(&reply);

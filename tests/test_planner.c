@@ -31,26 +31,6 @@ static void ok(const char *json)
     bson_destroy(r);
 }
 
-static const char *str_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it) || !BSON_ITER_HOLDS_UTF8(&it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no string at %s in %s", path, s);
-    }
-    return bson_iter_utf8(&it, NULL);
-}
-
-static int64_t int_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no field %s in %s", path, s);
-    }
-    return bson_iter_as_int64(&it);
-}
-
 static int setup(void **state)
 {
     dir = tu_tmpdir("planner");
@@ -105,44 +85,44 @@ static void test_book_walkthrough(void **state)
     /* without an index: COLLSCAN under LIMIT */
     bson_t *r = run("{ explain: { find: 'users', filter: { firstName: 'Agent', lastName: 'Smith' "
                     "}, limit: 1 } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.stage"), "LIMIT");
-    assert_int_equal(int_at(r, "queryPlanner.winningPlan.limitAmount"), 1);
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.stage"), "COLLSCAN");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.direction"), "forward");
-    assert_string_equal(str_at(r, "queryPlanner.namespace"), "test.users");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.stage"), "LIMIT");
+    assert_int_equal(tu_get_int(r, "queryPlanner.winningPlan.limitAmount"), 1);
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.stage"), "COLLSCAN");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.direction"), "forward");
+    assert_string_equal(tu_get_str(r, "queryPlanner.namespace"), "test.users");
     bson_destroy(r);
     ok("{ createIndexes: 'users', indexes: [ { key: { firstName: 1, lastName: 1 }, name: "
        "'firstName_1_lastName_1' } ] }");
     r = run("{ explain: { find: 'users', filter: { firstName: 'Agent', lastName: 'Smith' }, limit: "
             "1 } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.stage"), "LIMIT");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.stage"), "FETCH");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.inputStage.stage"),
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.stage"), "LIMIT");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.stage"), "FETCH");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.inputStage.stage"),
                         "IXSCAN");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.inputStage.indexName"),
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.inputStage.indexName"),
                         "firstName_1_lastName_1");
     assert_string_equal(
-        str_at(r, "queryPlanner.winningPlan.inputStage.inputStage.indexBounds.firstName.0"),
+        tu_get_str(r, "queryPlanner.winningPlan.inputStage.inputStage.indexBounds.firstName.0"),
         "[\"Agent\", \"Agent\"]");
     assert_string_equal(
-        str_at(r, "queryPlanner.winningPlan.inputStage.inputStage.indexBounds.lastName.0"),
+        tu_get_str(r, "queryPlanner.winningPlan.inputStage.inputStage.indexBounds.lastName.0"),
         "[\"Smith\", \"Smith\"]");
-    assert_int_equal(int_at(r, "queryPlanner.winningPlan.inputStage.inputStage.isMultiKey"), 0);
+    assert_int_equal(tu_get_int(r, "queryPlanner.winningPlan.inputStage.inputStage.isMultiKey"), 0);
     bson_destroy(r);
     /* executionStats: one result, found with one key */
     r = run("{ explain: { find: 'users', filter: { firstName: 'Agent', lastName: 'Brown' } }, "
             "verbosity: 'executionStats' }");
-    assert_int_equal(int_at(r, "executionStats.nReturned"), 1);
-    assert_int_equal(int_at(r, "executionStats.totalKeysExamined"), 1);
-    assert_int_equal(int_at(r, "executionStats.totalDocsExamined"), 1);
-    assert_string_equal(str_at(r, "executionStats.executionStages.inputStage.stage"), "IXSCAN");
+    assert_int_equal(tu_get_int(r, "executionStats.nReturned"), 1);
+    assert_int_equal(tu_get_int(r, "executionStats.totalKeysExamined"), 1);
+    assert_int_equal(tu_get_int(r, "executionStats.totalDocsExamined"), 1);
+    assert_string_equal(tu_get_str(r, "executionStats.executionStages.inputStage.stage"), "IXSCAN");
     bson_destroy(r);
     /* poor specificity: the index yields 1199 keys for one result */
     r = run("{ explain: { find: 'users', filter: { firstName: 'Agent', lastName: 'Smith', test: "
             "'test' } }, verbosity: 'executionStats' }");
-    assert_int_equal(int_at(r, "executionStats.nReturned"), 1);
-    assert_int_equal(int_at(r, "executionStats.executionStages.inputStage.nReturned"), 1199);
-    assert_int_equal(int_at(r, "executionStats.totalDocsExamined"), 1199);
+    assert_int_equal(tu_get_int(r, "executionStats.nReturned"), 1);
+    assert_int_equal(tu_get_int(r, "executionStats.executionStages.inputStage.nReturned"), 1199);
+    assert_int_equal(tu_get_int(r, "executionStats.totalDocsExamined"), 1199);
     bson_destroy(r);
 }
 
@@ -206,14 +186,15 @@ static void test_sort_from_index(void **state)
 {
     bson_t *r =
         run("{ explain: { find: 'users', filter: { age: { $gte: 50 } }, sort: { age: -1 } } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.stage"), "FETCH"); /* no SORT stage */
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.direction"), "backward");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.stage"),
+                        "FETCH"); /* no SORT stage */
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.direction"), "backward");
     bson_destroy(r);
     /* the results really are sorted, across getMore batches */
     r = run("{ find: 'users', filter: { age: { $gte: 50 } }, sort: { age: -1 }, batchSize: 7, "
             "projection: { age: 1 } }");
-    int64_t id = int_at(r, "cursor.id");
-    int64_t last = int_at(r, "cursor.firstBatch.0.age");
+    int64_t id = tu_get_int(r, "cursor.id");
+    int64_t last = tu_get_int(r, "cursor.firstBatch.0.age");
     assert_int_equal(last, 89);
     int seen = 7;
     bson_destroy(r);
@@ -223,7 +204,7 @@ static void test_sort_from_index(void **state)
                  "{ getMore: NumberLong('%lld'), collection: 'users', batchSize: 50 }",
                  (long long)id);
         r = run(buf);
-        id = int_at(r, "cursor.id");
+        id = tu_get_int(r, "cursor.id");
         bson_iter_t it, el;
         assert_true(mk_path_get(r, "cursor.nextBatch", &it));
         bson_iter_recurse(&it, &el);
@@ -238,12 +219,12 @@ static void test_sort_from_index(void **state)
         bson_destroy(r);
     }
     bson_t *c = run("{ count: 'users', query: { age: { $gte: 50 } } }");
-    assert_int_equal(seen, int_at(c, "n"));
+    assert_int_equal(seen, tu_get_int(c, "n"));
     bson_destroy(c);
     /* a leading field pinned by equality need not be in the sort: { lastName: 1, age: -1 } */
     r = run("{ explain: { find: 'users', filter: { lastName: 'Smith' }, sort: { age: -1 } } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.stage"), "FETCH");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.indexName"), "la");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.stage"), "FETCH");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.indexName"), "la");
     bson_destroy(r);
     bson_t *a =
         results("{ lastName: 'Smith', age: { $gte: 85 } }", ", sort: { age: -1, _id: 1 }", false);
@@ -264,27 +245,27 @@ static void test_sort_from_index(void **state)
 static void test_hints_and_killed_cursors(void **state)
 {
     bson_t *r = run("{ explain: { find: 'users', filter: { age: 3 }, hint: 'email_-1' } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.indexName"), "email_-1");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.indexBounds.email.0"),
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.indexName"), "email_-1");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.indexBounds.email.0"),
                         "[MaxKey, MinKey]");
     bson_destroy(r);
     r = run("{ explain: { find: 'users', filter: { age: 3 }, hint: { age: 1 } } }");
-    assert_string_equal(str_at(r, "queryPlanner.winningPlan.inputStage.indexName"), "age_1");
+    assert_string_equal(tu_get_str(r, "queryPlanner.winningPlan.inputStage.indexName"), "age_1");
     bson_destroy(r);
     r = run("{ find: 'users', filter: { age: 3 }, hint: 'nope' }");
-    assert_int_equal(int_at(r, "code"), 2);
+    assert_int_equal(tu_get_int(r, "code"), 2);
     bson_destroy(r);
     /* a cursor over an index that is dropped is killed */
     ok("{ createIndexes: 'users', indexes: [ { key: { email: 1 }, name: 'email_1' } ] }");
     r = run("{ find: 'users', filter: { email: { $gte: 'u' } }, hint: 'email_1', batchSize: 2 }");
-    int64_t id = int_at(r, "cursor.id");
+    int64_t id = tu_get_int(r, "cursor.id");
     bson_destroy(r);
     ok("{ dropIndexes: 'users', index: 'email_1' }");
     char buf[120];
     snprintf(buf, sizeof buf, "{ getMore: NumberLong('%lld'), collection: 'users' }",
              (long long)id);
     r = run(buf);
-    assert_int_equal(int_at(r, "code"), 175);
+    assert_int_equal(tu_get_int(r, "code"), 175);
     bson_destroy(r);
 }
 
@@ -300,10 +281,10 @@ static void test_min_max(void **state)
     bson_destroy(a);
     bson_destroy(b);
     bson_t *r = run("{ find: 'users', min: { age: 10 } }");
-    assert_int_equal(int_at(r, "code"), 51173);
+    assert_int_equal(tu_get_int(r, "code"), 51173);
     bson_destroy(r);
     r = run("{ find: 'users', hint: 'age_1', max: { email: 'x' } }");
-    assert_int_equal(int_at(r, "code"), 51174);
+    assert_int_equal(tu_get_int(r, "code"), 51174);
     bson_destroy(r);
 }
 
@@ -312,17 +293,17 @@ static void test_writes_through_indexes(void **state)
     ok("{ update: 'users', updates: [ { q: { age: 33 }, u: { $inc: { age: 1000 } }, multi: true } "
        "] }");
     bson_t *r = run("{ count: 'users', query: { age: { $gte: 1000 } } }");
-    int64_t moved = int_at(r, "n");
+    int64_t moved = tu_get_int(r, "n");
     assert_true(moved > 0);
     bson_destroy(r);
     r = run("{ count: 'users', query: { age: 33 } }");
-    assert_int_equal(int_at(r, "n"), 0);
+    assert_int_equal(tu_get_int(r, "n"), 0);
     bson_destroy(r);
     r = run("{ delete: 'users', deletes: [ { q: { age: { $gte: 1000 } }, limit: 0 } ] }");
-    assert_int_equal(int_at(r, "n"), moved);
+    assert_int_equal(tu_get_int(r, "n"), moved);
     bson_destroy(r);
     r = run("{ validate: 'users' }");
-    assert_int_equal(int_at(r, "valid"), 1);
+    assert_int_equal(tu_get_int(r, "valid"), 1);
     bson_destroy(r);
 }
 

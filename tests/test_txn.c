@@ -29,16 +29,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int64_t get_int(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (!mk_path_get(doc, path, &it)) {
-        char *s = bson_as_relaxed_extended_json(doc, NULL);
-        fail_msg("no field %s in %s", path, s);
-    }
-    return bson_iter_as_int64(&it);
-}
-
 /* Runs json in db through the session (or plainly when s is NULL); returns MK_OK/MK_ERR. */
 static int run(mk_session_t *s, const char *db, const char *json, bson_t *reply, mk_error_t *err)
 {
@@ -57,7 +47,7 @@ static int64_t count(mk_session_t *s, const char *db, const char *coll)
     bson_t reply = BSON_INITIALIZER;
     mk_error_t err;
     if (run(s, db, buf, &reply, &err) != MK_OK) fail_msg("count: %s", err.message);
-    int64_t n = get_int(&reply, "n");
+    int64_t n = tu_get_int(&reply, "n");
     bson_destroy(&reply);
     return n;
 }
@@ -93,7 +83,7 @@ static void test_commit_is_atomic_and_isolated(void **state)
         MK_OK);
     /* the transaction sees its own writes */
     assert_int_equal(run(s, "shop", "{ find: 'orders', filter: { _id: 1 } }", &reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "cursor.firstBatch.0.total"), 15);
+    assert_int_equal(tu_get_int(&reply, "cursor.firstBatch.0.total"), 15);
     assert_int_equal(count(s, "billing", "invoices"), 1);
     /* others do not, in either database */
     assert_int_equal(count(NULL, "shop", "orders"), 0);
@@ -152,7 +142,7 @@ static void test_failed_statement_aborts(void **state)
     assert_int_equal(run(s, "shop", "{ insert: 'dup', documents: [ { _id: 1 } ] }", &reply, &err),
                      MK_OK);
     run(s, "shop", "{ insert: 'dup', documents: [ { _id: 1 } ] }", &reply, &err);
-    assert_int_equal(get_int(&reply, "writeErrors.0.code"), 11000);
+    assert_int_equal(tu_get_int(&reply, "writeErrors.0.code"), 11000);
     assert_false(mk_session_in_transaction(s));
     assert_int_equal(count(NULL, "shop", "dup"), 0);
     mk_session_end(s);
@@ -321,8 +311,8 @@ static void test_with_transaction_retries(void **state)
     for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
     assert_int_equal(failures[0] + failures[1] + failures[2], 0);
     assert_int_equal(run(NULL, "bank", "{ find: 'acct', sort: { _id: 1 } }", &reply, &err), MK_OK);
-    assert_int_equal(get_int(&reply, "cursor.firstBatch.0.bal"), 1000 - 150);
-    assert_int_equal(get_int(&reply, "cursor.firstBatch.1.bal"), 150);
+    assert_int_equal(tu_get_int(&reply, "cursor.firstBatch.0.bal"), 1000 - 150);
+    assert_int_equal(tu_get_int(&reply, "cursor.firstBatch.1.bal"), 150);
     bson_destroy(&reply);
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bson/path.h"
 #include "bson/value.h"
 
 bson_t *tu_bson(const char *json)
@@ -58,4 +59,26 @@ void tu_assert_bson_eq_(const bson_t *doc, const char *expect, const char *file,
         _fail(file, line);
     }
     bson_destroy(e);
+}
+
+static void missing(const bson_t *doc, const char *path, const char *what)
+{
+    char *s = bson_as_relaxed_extended_json(doc, NULL);
+    print_error("no %s at %s in %s\n", what, path, s ? s : "?");
+    bson_free(s);
+    fail();
+}
+
+int64_t tu_get_int(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    if (!mk_path_get(doc, path, &it)) missing(doc, path, "field");
+    return bson_iter_as_int64(&it);
+}
+
+const char *tu_get_str(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    if (!mk_path_get(doc, path, &it) || !BSON_ITER_HOLDS_UTF8(&it)) missing(doc, path, "string");
+    return bson_iter_utf8(&it, NULL);
 }

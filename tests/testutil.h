@@ -22,4 +22,8 @@ void tu_rmdir(const char *dir);
 #define tu_assert_bson_eq(doc, expect) tu_assert_bson_eq_(doc, expect, __FILE__, __LINE__)
 void tu_assert_bson_eq_(const bson_t *doc, const char *expect, const char *file, int line);
 
+/* The value at a dotted path (array indexes allowed) of doc, or a failed test showing doc. */
+int64_t tu_get_int(const bson_t *doc, const char *path);
+const char *tu_get_str(const bson_t *doc, const char *path);
+
 #endif
