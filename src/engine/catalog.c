@@ -176,7 +176,16 @@ int mk_catalog_bump(mk_engine_t *eng, MDB_txn *txn, uint64_t *value, mk_error_t 
  * snapshot. Entries are retired, not freed: other threads may still be using them. */
 static void refresh_if_foreign_ddl(mk_engine_t *eng, MDB_txn *txn)
 {
+    /* The counter only grows with snapshots: a snapshot no newer than one already checked
+     * cannot show a newer value, so most lookups skip the read. */
+    size_t snap = mdb_txn_id(txn);
+    if (snap <= __atomic_load_n(&eng->ddl_checked, __ATOMIC_ACQUIRE)) return;
     uint64_t v = read_ddl(eng, txn);
+    if (txn != __atomic_load_n(&eng->write_txn, __ATOMIC_ACQUIRE)) {
+        size_t seen = __atomic_load_n(&eng->ddl_checked, __ATOMIC_ACQUIRE);
+        while (snap > seen && !__atomic_compare_exchange_n(&eng->ddl_checked, &seen, snap, false,
+                                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {}
+    }
     if (v <= __atomic_load_n(&eng->ddl_seen, __ATOMIC_ACQUIRE)) return;
     pthread_mutex_lock(&eng->lock);
     if (v > eng->ddl_seen) {

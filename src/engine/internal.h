@@ -64,6 +64,7 @@ struct mk_engine {
      * counter "m:ddl" in the catalog; a snapshot showing a value this process has not seen
      * retires the collection cache (entries stay allocated for their users until close). */
     uint64_t ddl_seen;
+    size_t ddl_checked; /* newest read snapshot whose counter was compared with ddl_seen */
     mk_coll_t *retired;
     struct mk_sess *sessions;
     struct mk_free_table *free_tables; /* emptied tables kept open for reuse (catalog.c) */
@@ -170,6 +171,9 @@ void mk_record_key(mk_buf_t *key, const bson_value_t *id);
  * valid until the transaction ends. */
 int mk_record_get(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, bson_t *doc, bool *found,
                   mk_error_t *err);
+/* Same with the record key already encoded (mk_record_key). */
+int mk_record_get_by_key(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, const mk_buf_t *key,
+                         bson_t *doc, bool *found, mk_error_t *err);
 /* Inserts doc (which must have _id first) and its index entries; 11000 when the _id or a
  * unique index key exists. Nothing is written when it fails. */
 int mk_record_insert(MDB_txn *txn, mk_coll_t *c, const bson_t *doc, mk_error_t *err);

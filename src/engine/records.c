@@ -40,11 +40,18 @@ int mk_record_get(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, bson_t *do
     mk_buf_t key;
     mk_buf_init(&key);
     mk_record_key(&key, id);
-    if (key.failed) return mk_error_nomem(err);
-    MDB_val k = {key.len, key.data}, v;
-    int rc = mdb_get(txn, c->dbi, &k, &v);
-    bool shortened = key.len > MK_KEY_PREFIX;
+    int rc =
+        key.failed ? mk_error_nomem(err) : mk_record_get_by_key(txn, c, id, &key, doc, found, err);
     mk_buf_free(&key);
+    return rc;
+}
+
+int mk_record_get_by_key(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, const mk_buf_t *key,
+                         bson_t *doc, bool *found, mk_error_t *err)
+{
+    MDB_val k = {key->len, key->data}, v;
+    int rc = mdb_get(txn, c->dbi, &k, &v);
+    bool shortened = key->len > MK_KEY_PREFIX;
     *found = false;
     if (rc == MDB_NOTFOUND) return MK_OK;
     if (rc != 0) return mk_lmdb_error(rc, err, "reading a record");

@@ -62,14 +62,16 @@ int mk_scan(MDB_txn *txn, mk_coll_t *c, const mk_scan_spec_t *spec, mk_scan_fn f
     if (spec->id_eq) {
         if (spec->after) return MK_OK; /* a point lookup yields at most one document */
         bson_t doc;
-        bool found;
-        if (mk_record_get(txn, c, spec->id_eq, &doc, &found, err) != MK_OK) return MK_ERR;
-        if (!found) return MK_OK;
+        bool found = false;
         mk_buf_t key;
         mk_buf_init(&key);
         mk_record_key(&key, spec->id_eq);
-        MDB_val k = {key.len, key.data}, v = {doc.len, (void *)bson_get_data(&doc)};
-        int rc = key.failed ? mk_error_nomem(err) : visit(spec, &k, &v, fn, ud, err);
+        int rc = key.failed ? mk_error_nomem(err)
+                            : mk_record_get_by_key(txn, c, spec->id_eq, &key, &doc, &found, err);
+        if (rc == MK_OK && found) {
+            MDB_val k = {key.len, key.data}, v = {doc.len, (void *)bson_get_data(&doc)};
+            rc = visit(spec, &k, &v, fn, ud, err);
+        }
         mk_buf_free(&key);
         return rc == MK_SCAN_STOP ? MK_OK : rc;
     }

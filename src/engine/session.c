@@ -254,9 +254,26 @@ static int in_transaction(mk_cmd_t *c, mk_sess_t *s, const sess_fields_t *f,
     return rc;
 }
 
+/* True when the command may carry session fields (the common case is: none). */
+static bool maybe_session(const bson_t *cmd)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, cmd)) return false;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if ((k[0] == 'l' && strcmp(k, "lsid") == 0) ||
+            (k[0] == 'a' && strcmp(k, "autocommit") == 0) ||
+            (k[0] == 's' && strcmp(k, "startTransaction") == 0))
+            return true;
+    }
+    return false;
+}
+
 int mk_session_dispatch(mk_cmd_t *c, int (*run)(mk_cmd_t *c), bool *handled)
 {
     *handled = false;
+    bool commit_or_abort_cmd = c->name[0] == 'c' || c->name[0] == 'a';
+    if (!commit_or_abort_cmd && !maybe_session(c->body)) return MK_OK;
     bool commit = strcmp(c->name, "commitTransaction") == 0;
     bool abort = strcmp(c->name, "abortTransaction") == 0;
     sess_fields_t f;
