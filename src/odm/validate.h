@@ -30,9 +30,9 @@
 /* One ValidatorError (or CastError) of a ValidationError. */
 typedef struct mk_verror {
     char *path;
-    char *kind;    /* "required", "enum", "regexp", "minlength", "maxlength", "min", "max",
-                      "user defined", "cast", ... */
-    char *message; /* the formatted message */
+    char *kind;         /* "required", "enum", "regexp", "minlength", "maxlength", "min", "max",
+                           "user defined", "cast", ... */
+    char *message;      /* the formatted message */
     bson_value_t value; /* a copy; BSON_TYPE_UNDEFINED when the path was missing */
 } mk_verror_t;
 
