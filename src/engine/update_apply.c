@@ -748,7 +748,7 @@ static int apply_array(up_ctx_t *c, const up_node_t *n)
         mk_tnode_t *e = arr->kids[i];
         char num[12];
         uint32_t numlen = (uint32_t)snprintf(num, sizeof num, "%" PRIu32, i);
-        const up_node_t *todo = NULL;
+        const up_node_t *pending_node = NULL;
         bool have_value = false;
         bson_value_t v;
         for (uint32_t k = 0; k < n->nkids; k++) {
@@ -762,13 +762,14 @@ static int apply_array(up_ctx_t *c, const up_node_t *n)
                 match = mk_matcher_match_value(f->matcher, f->id, &v);
             }
             if (!match) continue;
-            if (todo) {
-                if ((rc = merge_at(c, todo, ch->node, num, numlen, &todo)) != MK_OK) return rc;
+            if (pending_node) {
+                if ((rc = merge_at(c, pending_node, ch->node, num, numlen, &pending_node)) != MK_OK)
+                    return rc;
             } else {
-                todo = ch->node;
+                pending_node = ch->node;
             }
         }
-        if (!todo) continue;
+        if (!pending_node) continue;
         up_comp_t *p = &c->comps[c->ntaken];
         if (c->ntaken >= c->cap)
             return mk_error_setc(c->err, MK_CODE_INTERNAL, "update path too deep");
@@ -777,7 +778,7 @@ static int apply_array(up_ctx_t *c, const up_node_t *n)
         p->len = numlen;
         p->node = e;
         c->ntaken++;
-        rc = apply_node(c, todo);
+        rc = apply_node(c, pending_node);
         c->ntaken--;
         if (rc != MK_OK) return rc;
     }
