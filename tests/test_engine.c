@@ -347,6 +347,28 @@ static void test_bad_documents(void **state)
     r = run("{ count: 'bad' }");
     assert_int_equal(tu_get_int(r, "n"), 0);
     bson_destroy(r);
+    /* invalid UTF-8 in a value or a field name (built with libbson, which does not check) */
+    for (int which = 0; which < 2; which++) {
+        bson_t *c2 = bson_new(), a2, d2;
+        BSON_APPEND_UTF8(c2, "insert", "bad");
+        bson_append_array_begin(c2, "documents", -1, &a2);
+        bson_append_document_begin(&a2, "0", 1, &d2);
+        if (which == 0)
+            bson_append_utf8(&d2, "s", 1, "ok\xff\xfe", 4);
+        else
+            bson_append_int32(&d2, "k\xc3", 2, 1);
+        bson_append_document_end(&a2, &d2);
+        bson_append_array_end(c2, &a2);
+        bson_t rep = BSON_INITIALIZER;
+        assert_int_equal(mk_engine_command(eng, "test", c2, &rep, NULL), MK_OK);
+        assert_int_equal(tu_get_int(&rep, "writeErrors.0.code"), 2);
+        assert_non_null(strstr(tu_get_str(&rep, "writeErrors.0.errmsg"), "UTF-8"));
+        bson_destroy(&rep);
+        bson_destroy(c2);
+    }
+    r = run("{ count: 'bad' }");
+    assert_int_equal(tu_get_int(r, "n"), 0);
+    bson_destroy(r);
 }
 
 static void test_large_id(void **state)

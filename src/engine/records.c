@@ -156,6 +156,15 @@ static int delete_key(MDB_txn *txn, mk_coll_t *c, const bson_value_t *id, mk_err
 }
 
 /* Field names: no '$' prefix (DBRef's $ref/$id/$db excepted) at any depth. */
+/* Strings must be UTF-8 (MongoDB's drivers and server reject others). ASCII is the common
+ * case, so look for a high byte before running the full check. */
+static bool valid_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) return bson_utf8_validate(s + i, n - i, false);
+    return true;
+}
+
 static int check_names(bson_iter_t *it, int depth, mk_error_t *err)
 {
     if (depth > MK_MAX_DEPTH)
@@ -167,6 +176,17 @@ static int check_names(bson_iter_t *it, int depth, mk_error_t *err)
             return mk_error_setc(err, MK_CODE_DOLLAR_PREFIXED_FIELD_NAME,
                                  "Document can't have $ prefixed field names: %s", k);
         bson_type_t t = bson_iter_type(it);
+        if (!valid_utf8(k, bson_iter_key_len(it)))
+            return mk_error_setc(err, MK_CODE_BAD_VALUE, "Invalid UTF-8 in a field name");
+        if (t == BSON_TYPE_UTF8 || t == BSON_TYPE_SYMBOL || t == BSON_TYPE_CODE) {
+            uint32_t len;
+            const char *str = t == BSON_TYPE_UTF8     ? bson_iter_utf8(it, &len)
+                              : t == BSON_TYPE_SYMBOL ? bson_iter_symbol(it, &len)
+                                                      : bson_iter_code(it, &len);
+            if (!valid_utf8(str, len))
+                return mk_error_setc(err, MK_CODE_BAD_VALUE,
+                                     "Invalid UTF-8 in the string of field '%s'", k);
+        }
         if (t == BSON_TYPE_DOCUMENT || t == BSON_TYPE_ARRAY) {
             bson_iter_t child;
             if (!bson_iter_recurse(it, &child))
