@@ -1614,7 +1614,7 @@ static void usage(FILE *out)
     fputs("usage: bench_engine [--n N] [--quick] [--durable-ops N] [--mode both|nosync|durable]\n"
           "                    [--dir BASE]\n"
           "  --n N            documents (default 100000)\n"
-          "  --quick          10000 documents, for a run of a few seconds\n"
+          "  --quick          10000 documents and 200 durable updates/deletes, a few seconds\n"
           "  --durable-ops N  updates and deletes measured in durable mode (default 2000),\n"
           "                   since every one of them waits for fsync; transactions: N/2\n"
           "  --mode M         run only the no-sync or only the durable measurements\n"
@@ -1637,6 +1637,7 @@ static size_t parse_size(const char *opt, const char *v)
 int main(int argc, char **argv)
 {
     size_t n = 100000, durable_ops = 2000;
+    bool ops_given = false, quick = false;
     const char *mode = "both", *base = "/tmp";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1644,8 +1645,10 @@ int main(int argc, char **argv)
             n = parse_size(a, v), i++;
         } else if (strcmp(a, "--quick") == 0) {
             n = 10000;
+            quick = true;
         } else if (strcmp(a, "--durable-ops") == 0) {
             durable_ops = parse_size(a, v), i++;
+            ops_given = true;
         } else if (strcmp(a, "--mode") == 0 && v &&
                    (!strcmp(v, "both") || !strcmp(v, "nosync") || !strcmp(v, "durable"))) {
             mode = v, i++;
@@ -1660,6 +1663,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (quick && !ops_given) durable_ops = 200; /* each waits for the disk */
     if (snprintf(base_dir, sizeof base_dir, "%s/meerkat-bench-XXXXXX", base) >=
         (int)sizeof base_dir)
         die("--dir path too long");
