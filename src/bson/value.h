@@ -14,6 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* MongoDB's truthiness of a value (aggregation, $exists, projection flags): missing, null,
+ * undefined, false and numeric zero are false; NaN and everything else true. */
+bool mk_value_truthy(const bson_value_t *v);
+
 /* Canonical rank of a type in the order above (equal ranks compare by value). */
 int mk_type_rank(bson_type_t t);
 

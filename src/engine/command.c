@@ -1,4 +1,5 @@
 /* Command dispatch and the helpers every command shares. */
+#include "bson/value.h"
 #include "engine/command.h"
 
 #include <stdio.h>
@@ -216,30 +217,6 @@ int mk_cmd_coll_name(mk_cmd_t *c, const char **coll)
     return mk_check_coll_name(*coll, c->err);
 }
 
-static const char *type_name(bson_type_t t)
-{
-    switch (t) {
-    case BSON_TYPE_DOUBLE:
-        return "double";
-    case BSON_TYPE_UTF8:
-        return "string";
-    case BSON_TYPE_DOCUMENT:
-        return "object";
-    case BSON_TYPE_ARRAY:
-        return "array";
-    case BSON_TYPE_BOOL:
-        return "bool";
-    case BSON_TYPE_INT32:
-        return "int";
-    case BSON_TYPE_INT64:
-        return "long";
-    case BSON_TYPE_NULL:
-        return "null";
-    default:
-        return "other";
-    }
-}
-
 static int iter_int64(bson_iter_t *it, const char *field, int64_t *out, mk_error_t *err)
 {
     switch (bson_iter_type(it)) {
@@ -264,7 +241,7 @@ static int iter_int64(bson_iter_t *it, const char *field, int64_t *out, mk_error
         return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
                              "BSON field '%s' is the wrong type '%s', expected types '[long, int, "
                              "decimal, double]'",
-                             field, type_name(bson_iter_type(it)));
+                             field, mk_type_name(bson_iter_type(it)));
     }
 }
 
@@ -279,7 +256,7 @@ static int iter_bool(bson_iter_t *it, const char *field, bool *out, mk_error_t *
     if (t == BSON_TYPE_NULL) return MK_OK;
     return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
                          "BSON field '%s' is the wrong type '%s', expected type 'bool'", field,
-                         type_name(t));
+                         mk_type_name(t));
 }
 
 static int iter_sub(bson_iter_t *it, const char *field, bson_type_t want, bson_t *out,
@@ -290,7 +267,7 @@ static int iter_sub(bson_iter_t *it, const char *field, bson_type_t want, bson_t
     if (bson_iter_type(it) != want)
         return mk_error_setc(err, MK_CODE_TYPE_MISMATCH,
                              "BSON field '%s' is the wrong type '%s', expected type '%s'", field,
-                             type_name(bson_iter_type(it)),
+                             mk_type_name(bson_iter_type(it)),
                              want == BSON_TYPE_ARRAY ? "array" : "object");
     const uint8_t *data;
     uint32_t len;

@@ -153,24 +153,7 @@ static const char *tname(const bson_value_t *v)
 
 bool mk_expr_truthy(const bson_value_t *v)
 {
-    switch (v->value_type) {
-    case BSON_TYPE_EOD:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-        return false;
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_INT32:
-        return v->value.v_int32 != 0;
-    case BSON_TYPE_INT64:
-        return v->value.v_int64 != 0;
-    case BSON_TYPE_DOUBLE:
-        return v->value.v_double != 0; /* NaN is true */
-    case BSON_TYPE_DECIMAL128:
-        return mk_decimal_to_ld(&v->value.v_decimal128) != 0;
-    default:
-        return true;
-    }
+    return mk_value_truthy(v);
 }
 
 static int agg_rank(bson_type_t t)

@@ -290,29 +290,6 @@ static bool number_is_nan(const bson_value_t *v)
     return false;
 }
 
-/* BSON's truthiness as MongoDB's $exists reads it. */
-static bool true_value(const bson_value_t *v)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_EOD:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-        return false;
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_INT32:
-        return v->value.v_int32 != 0;
-    case BSON_TYPE_INT64:
-        return v->value.v_int64 != 0;
-    case BSON_TYPE_DOUBLE:
-        return v->value.v_double != 0;
-    case BSON_TYPE_DECIMAL128:
-        return mk_decimal_to_ld(&v->value.v_decimal128) != 0;
-    default:
-        return true;
-    }
-}
-
 /* A short rendering of a value for error messages ("1.5", "\"x\"", "an object"...). */
 static const char *describe(char *buf, size_t n, const bson_value_t *v)
 {
@@ -1066,7 +1043,7 @@ static int parse_ops(cstate_t *cs, node_t *and, const path_t *path, const char *
         } else if (!strcmp(op, "$exists")) {
             node_t *n = leaf_new(cs, N_EXISTS, path);
             if (!n) return MK_ERR;
-            if (!true_value(v)) {
+            if (!mk_value_truthy(v)) {
                 node_t *not = node_new(cs, N_NOT);
                 if (!not || node_add(cs, not, n) != MK_OK) {
                     if (!not ) node_free(n);

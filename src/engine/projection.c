@@ -280,23 +280,6 @@ static bool filter_mentions(const uint8_t *data, uint32_t len, const char *field
     return false;
 }
 
-static bool is_truthy(const bson_iter_t *it)
-{
-    const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
-    switch (v->value_type) {
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_INT32:
-        return v->value.v_int32 != 0;
-    case BSON_TYPE_INT64:
-        return v->value.v_int64 != 0;
-    case BSON_TYPE_DOUBLE:
-        return v->value.v_double != 0.0; /* NaN is truthy, as in MongoDB */
-    default:
-        return mk_decimal_to_ld(&v->value.v_decimal128) != 0.0L;
-    }
-}
-
 /* MongoDB's aggregation expression operators, space-separated: { a: { $op: ... } } is an
  * expression rather than a nested projection, and knowing the names tells an operator that
  * engine/expr does not evaluate yet from one that does not exist. */
@@ -644,7 +627,8 @@ static int parse_element(parse_ctx_t *ctx, bson_iter_t *it, node_t *parent, cons
         return parse_sub_object(ctx, it, parent, path, path_len, depth);
     }
     if (t == BSON_TYPE_BOOL || mk_type_is_number(t)) {
-        if (is_truthy(it)) return parse_inclusion(ctx, it, parent, path, path_len);
+        if (mk_value_truthy(bson_iter_value((bson_iter_t *)it)))
+            return parse_inclusion(ctx, it, parent, path, path_len);
         return parse_exclusion(ctx, it, parent, path);
     }
     if (positional)
