@@ -316,27 +316,7 @@ static bool index_matches_hint(const mk_index_t *ix, const bson_iter_t *hint)
 static bool filter_point(const bson_t *filter, const char *path)
 {
     bson_iter_t it;
-    if (!filter || !bson_iter_init_find(&it, filter, path)) return false;
-    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        bson_iter_t op;
-        if (!bson_iter_recurse(&it, &op) || !bson_iter_next(&op)) return false;
-        if (strcmp(bson_iter_key(&op), "$eq") != 0) return false;
-        bson_iter_t more = op;
-        if (bson_iter_next(&more)) return false;
-        it = op;
-    }
-    switch (bson_iter_type(&it)) {
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-    case BSON_TYPE_REGEX:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-    case BSON_TYPE_MINKEY:
-    case BSON_TYPE_MAXKEY:
-        return false;
-    default:
-        return true;
-    }
+    return filter && bson_iter_init_find(&it, filter, path) && mk_filter_point(&it, NULL);
 }
 
 /* Whether the filter can bear on `path` at all (top level or under $and), so that building

@@ -3,26 +3,19 @@
 
 #include <string.h>
 
-bool mk_filter_id_eq(const bson_t *filter, bson_value_t *id)
+bool mk_filter_point(bson_iter_t *it, bson_value_t *value)
 {
-    bson_iter_t it;
-    if (!filter || !bson_iter_init(&it, filter) || !bson_iter_next(&it)) return false;
-    if (strcmp(bson_iter_key(&it), "_id") != 0) return false;
-    bson_iter_t only = it;
-    if (bson_iter_next(&only)) return false; /* more than one condition */
-    const bson_value_t *v = bson_iter_value(&it);
+    const bson_value_t *v = bson_iter_value(it);
     if (v->value_type == BSON_TYPE_DOCUMENT) {
         bson_iter_t sub;
-        if (!bson_iter_recurse(&it, &sub) || !bson_iter_next(&sub)) return false;
-        const char *k = bson_iter_key(&sub);
-        if (k[0] != '$') return false; /* a literal document _id: let the matcher decide */
-        if (strcmp(k, "$eq") != 0) return false;
+        if (!bson_iter_recurse(it, &sub) || !bson_iter_next(&sub)) return false;
+        if (strcmp(bson_iter_key(&sub), "$eq") != 0) return false; /* operators or a literal */
         bson_iter_t more = sub;
         if (bson_iter_next(&more)) return false;
         v = bson_iter_value(&sub);
-        if (v->value_type == BSON_TYPE_DOCUMENT) return false;
     }
     switch (v->value_type) {
+    case BSON_TYPE_DOCUMENT:
     case BSON_TYPE_ARRAY:
     case BSON_TYPE_REGEX:
     case BSON_TYPE_NULL:
@@ -31,9 +24,19 @@ bool mk_filter_id_eq(const bson_t *filter, bson_value_t *id)
     case BSON_TYPE_MAXKEY:
         return false;
     default:
-        *id = *v;
+        if (value) *value = *v;
         return true;
     }
+}
+
+bool mk_filter_id_eq(const bson_t *filter, bson_value_t *id)
+{
+    bson_iter_t it;
+    if (!filter || !bson_iter_init(&it, filter) || !bson_iter_next(&it)) return false;
+    if (strcmp(bson_iter_key(&it), "_id") != 0) return false;
+    bson_iter_t only = it;
+    if (bson_iter_next(&only)) return false; /* more than one condition */
+    return mk_filter_point(&it, id);
 }
 
 static int visit(const mk_scan_spec_t *spec, const MDB_val *k, const MDB_val *v, mk_scan_fn fn,

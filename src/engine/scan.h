@@ -25,6 +25,11 @@ typedef struct mk_scan_spec {
 int mk_scan(MDB_txn *txn, mk_coll_t *c, const mk_scan_spec_t *spec, mk_scan_fn fn, void *ud,
             mk_error_t *err);
 
+/* When the filter field `it` stands on pins its path to one value ({ a: 5 } or
+ * { a: { $eq: 5 } }, not a document, array, regex, null or MinKey/MaxKey), positions *value
+ * (may be NULL; borrowed) on it and returns true. */
+bool mk_filter_point(bson_iter_t *it, bson_value_t *value);
+
 /* When `filter` is exactly { _id: <value> } or { _id: { $eq: <value> } } with a value that is
  * not a document with operators, an array, a regex or null, positions *id on it (borrowed
  * from filter) and returns true. */
