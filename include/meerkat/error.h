@@ -62,12 +62,30 @@ enum {
     MK_LABEL_UNKNOWN_COMMIT_RESULT = 2, /* "UnknownTransactionCommitResult": retry the commit */
 };
 
+#define MK_ERROR_DETAILS_MAX 2048
+
 typedef struct mk_error {
     int code;                     /* MongoDB code, 0 when the error is not a server error */
     unsigned labels;              /* MK_LABEL_* bits */
     char kind[MK_ERROR_KIND_MAX]; /* codeName ("BadValue") or Mongoose kind ("CastError") */
     char message[MK_ERROR_MSG_MAX];
+    /* Per-path details of a ValidationError (Mongoose's `err.errors`), packed; read them with
+     * mk_error_detail_count / mk_error_detail. Every mk_error_set* resets them. Kept inline so
+     * that an mk_error_t never owns memory and never needs freeing. */
+    unsigned ndetails;      /* details stored */
+    unsigned ndetails_lost; /* details that did not fit in the buffer (counted, not kept) */
+    unsigned details_used;
+    char details[MK_ERROR_DETAILS_MAX];
 } mk_error_t;
+
+/* One per-path error of a ValidationError: a ValidatorError or a CastError. */
+typedef struct mk_error_detail {
+    const char *path;    /* "email", "comments.0.text" */
+    const char *kind;    /* "required", "enum", "minlength", "user defined", "cast", ... */
+    const char *name;    /* "ValidatorError" or "CastError" */
+    const char *message; /* "Path `email` is required." */
+    const char *value;   /* the value as Mongoose shows it, "undefined" when missing */
+} mk_error_detail_t;
 
 /* Fills err (when not NULL) and returns MK_ERR. printf-style message. */
 int mk_error_set(mk_error_t *err, int code, const char *kind, const char *fmt, ...)
@@ -80,6 +98,19 @@ int mk_error_nomem(mk_error_t *err);
 /* The codeName MongoDB gives a code ("UnknownError" when not known). */
 const char *mk_error_code_name(int code);
 void mk_error_clear(mk_error_t *err);
+
+/* Appends a per-path detail (strings are copied; a detail that no longer fits is counted in
+ * ndetails_lost). MK_OK, or MK_ERR when err is NULL or the detail did not fit. */
+int mk_error_add_detail(mk_error_t *err, const char *path, const char *kind, const char *name,
+                        const char *message, const char *value);
+static inline unsigned mk_error_detail_count(const mk_error_t *err)
+{
+    return err ? err->ndetails : 0;
+}
+/* The i-th detail (borrowed from err); false when i is out of range. */
+int mk_error_detail(const mk_error_t *err, unsigned i, mk_error_detail_t *out);
+/* The detail for `path`; false when there is none. */
+int mk_error_detail_find(const mk_error_t *err, const char *path, mk_error_detail_t *out);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,9 @@ extern "C" {
 
 typedef struct mk_schema mk_schema_t;
 typedef struct mk_schema_path mk_schema_path_t;
+typedef struct mk_doc mk_doc_t;     /* a document (meerkat/odm.h) */
+typedef struct mk_model mk_model_t; /* a compiled model (meerkat/odm.h) */
+typedef struct mk_query mk_query_t; /* a query (meerkat/query.h) */
 
 typedef enum mk_schematype {
     MK_TYPE_STRING = 1,
@@ -148,6 +151,152 @@ const mk_schema_path_t *mk_schema_path_element(const mk_schema_path_t *path);
 const mk_schema_t *mk_schema_path_schema(const mk_schema_path_t *path);
 /* True when the path's default is `Date.now`. */
 bool mk_schema_path_default_is_now(const mk_schema_path_t *path);
+
+/* ---- C functions attached to a schema ----
+ *
+ * Mongoose's functions in a schema (setters, getters, defaults, validators, `required`
+ * functions, virtuals, methods, statics, middleware, plugins, transforms) are C callbacks with
+ * a `void *ud` here. Every registration is kept in order; mk_schema_clone, mk_schema_pick and
+ * mk_schema_add_schema copy them (the `ud` pointers are shared, not copied). */
+
+/* What a path function sees. `doc` is the document (`this` in Mongoose), NULL when the
+ * function runs for a query (casting an update, update validators with context 'query'),
+ * where `query` is set instead. `prior` is the current value for setters (NULL: undefined). */
+typedef struct mk_fn_ctx {
+    mk_doc_t *doc;
+    mk_query_t *query;
+    const char *path;
+    const bson_value_t *prior;
+} mk_fn_ctx_t;
+
+/* Setter and getter: `in` is borrowed (NULL = undefined); write a new value into *out (a copy
+ * the caller destroys with bson_value_destroy) and return MK_OK, or fail with an error. */
+typedef int (*mk_setter_fn)(const mk_fn_ctx_t *ctx, const bson_value_t *in, bson_value_t *out,
+                            void *ud, mk_error_t *err);
+typedef mk_setter_fn mk_getter_fn;
+/* A default: write the value into *out (a copy the caller destroys). */
+typedef int (*mk_default_fn)(const mk_fn_ctx_t *ctx, bson_value_t *out, void *ud,
+                             mk_error_t *err);
+/* A validator: 1 valid, 0 invalid (the registered message is used), or MK_ERR with
+ * err->message, which becomes the ValidatorError's message (as a thrown error in Mongoose). */
+typedef int (*mk_validator_fn)(const mk_fn_ctx_t *ctx, const bson_value_t *value, void *ud,
+                               mk_error_t *err);
+/* `required` as a function: 1 when the path is required for this document. */
+typedef int (*mk_required_fn)(const mk_fn_ctx_t *ctx, void *ud);
+
+/* Path functions; `path` must be defined in the schema (array elements: "tags.$"). Setters
+ * run in the order Mongoose runs them (see odm/setters.h), after the built-in lowercase /
+ * uppercase / trim, before casting. `message` may be NULL (Mongoose's default message
+ * "Validator failed for path `{PATH}` with value `{VALUE}`"); `type` may be NULL ("user
+ * defined"). */
+int mk_schema_path_setter(mk_schema_t *schema, const char *path, mk_setter_fn fn, void *ud,
+                          mk_error_t *err);
+int mk_schema_path_getter(mk_schema_t *schema, const char *path, mk_getter_fn fn, void *ud,
+                          mk_error_t *err);
+int mk_schema_path_default(mk_schema_t *schema, const char *path, mk_default_fn fn, void *ud,
+                           mk_error_t *err);
+int mk_schema_path_required(mk_schema_t *schema, const char *path, mk_required_fn fn, void *ud,
+                            const char *message, mk_error_t *err);
+int mk_schema_path_validator(mk_schema_t *schema, const char *path, mk_validator_fn fn,
+                             void *ud, const char *message, const char *type, mk_error_t *err);
+
+/* Named functions for schema text (`validate: 'isEmail'`, `set: 'slugify'`, `get: 'cents'`,
+ * `default: 'newToken'`, `required: 'hasEmail'`; `validate` also takes a list and
+ * `{ validator: 'name', message: '...' }`). A process-wide registry; names are resolved when
+ * a model is compiled, and an unknown name is an error then. Registering a name again
+ * replaces it. MK_OK or MK_ENOMEM. */
+int mk_register_setter(const char *name, mk_setter_fn fn, void *ud);
+int mk_register_getter(const char *name, mk_getter_fn fn, void *ud);
+int mk_register_default(const char *name, mk_default_fn fn, void *ud);
+int mk_register_validator(const char *name, mk_validator_fn fn, void *ud, const char *message);
+int mk_register_required(const char *name, mk_required_fn fn, void *ud);
+
+/* Virtuals: a getter writes a new value into *out (destroyed by the caller); a setter receives
+ * the value. Either may be NULL: reading a virtual without getter gives undefined, setting one
+ * without setter does nothing (as Mongoose). */
+typedef int (*mk_virtual_get_fn)(mk_doc_t *doc, bson_value_t *out, void *ud, mk_error_t *err);
+typedef int (*mk_virtual_set_fn)(mk_doc_t *doc, const bson_value_t *value, void *ud,
+                                 mk_error_t *err);
+int mk_schema_virtual(mk_schema_t *schema, const char *name, mk_virtual_get_fn get,
+                      mk_virtual_set_fn set, void *ud, mk_error_t *err);
+
+/* Methods (called on a document) and statics (called on a model), by name; `args` and the
+ * result are whatever the caller and the function agree on. */
+typedef int (*mk_method_fn)(mk_doc_t *doc, void *args, void *ud, mk_error_t *err);
+typedef int (*mk_static_fn)(mk_model_t *model, void *args, void *ud, mk_error_t *err);
+int mk_schema_method(mk_schema_t *schema, const char *name, mk_method_fn fn, void *ud,
+                     mk_error_t *err);
+int mk_schema_static(mk_schema_t *schema, const char *name, mk_static_fn fn, void *ud,
+                     mk_error_t *err);
+
+/* toJSON / toObject transform: `ret` is the plain object built so far; append the object to
+ * return to `out` (initialised, empty). The seed's transform that renames `_id` to `id` and
+ * drops fields copies `ret` field by field. */
+typedef int (*mk_transform_fn)(mk_doc_t *doc, const bson_t *ret, bson_t *out, void *ud,
+                               mk_error_t *err);
+/* `which` is "toJSON" or "toObject". */
+int mk_schema_transform(mk_schema_t *schema, const char *which, mk_transform_fn fn, void *ud,
+                        mk_error_t *err);
+
+/* A plugin is applied at once (schema.plugin(fn, opts)); connection-wide plugins are applied
+ * when a model is compiled (see mk_conn_plugin). */
+typedef int (*mk_plugin_fn)(mk_schema_t *schema, void *opts, mk_error_t *err);
+int mk_schema_plugin(mk_schema_t *schema, mk_plugin_fn fn, void *opts, mk_error_t *err);
+
+/* ---- middleware ----
+ *
+ * What a hook sees. For document middleware (validate, save, init, deleteOne and updateOne
+ * with { document: true }) `doc` is the document; for query middleware `query` is the query;
+ * for insertMany `docs` holds the documents. `result` is set for post hooks:
+ *   save, validate, init, deleteOne/updateOne (document): the document
+ *   insertMany: the array of inserted documents (mk_doc_t *const *, `ndocs` of them)
+ *   query ops: see meerkat/query.h. */
+typedef struct mk_hook {
+    const char *op;
+    mk_model_t *model;
+    mk_doc_t *doc;
+    mk_query_t *query;
+    mk_doc_t *const *docs;
+    size_t ndocs;
+    const void *result;
+} mk_hook_t;
+
+/* pre and post hooks return MK_OK, or an error that stops the operation (a pre hook) or
+ * replaces its result (a post hook), as a thrown error or next(err) does in Mongoose. */
+typedef int (*mk_hook_fn)(mk_hook_t *hook, void *ud, mk_error_t *err);
+/* An error-handling post hook (Mongoose's `function (error, doc, next)`): it sees the error and
+ * may rewrite it in place; the operation fails with whatever *error holds afterwards. */
+typedef void (*mk_error_hook_fn)(mk_hook_t *hook, mk_error_t *error, void *ud);
+
+/* Flags: run as document middleware, as query middleware. 0 = Mongoose's default for the op
+ * (deleteOne / updateOne: query only; validate, save, init: document). */
+enum { MK_HOOK_DOCUMENT = 1, MK_HOOK_QUERY = 2 };
+
+/* `ops` names one op or several separated by spaces ("updateOne deleteOne"). Hooks run in
+ * registration order. Unknown op names are an error. */
+int mk_schema_pre(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud,
+                  mk_error_t *err);
+int mk_schema_post(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud,
+                   mk_error_t *err);
+int mk_schema_post_error(mk_schema_t *schema, const char *ops, mk_error_hook_fn fn, void *ud,
+                         mk_error_t *err);
+int mk_schema_pre_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn,
+                     void *ud, mk_error_t *err);
+int mk_schema_post_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn,
+                      void *ud, mk_error_t *err);
+int mk_schema_post_error_ex(mk_schema_t *schema, const char *ops, unsigned flags,
+                            mk_error_hook_fn fn, void *ud, mk_error_t *err);
+
+/* ---- builder API: the same schema without writing text ---- */
+
+/* Adds one path of `type` with options (relaxed JSON or NULL): equivalent to
+ * mk_schema_add(s, "{ <path>: { type: <Type>, <options> } }"). Dotted paths create nested
+ * objects. */
+int mk_schema_add_path(mk_schema_t *schema, const char *path, mk_schematype_t type,
+                       const char *options, mk_error_t *err);
+/* An array of `elem_type` ([String]) at path, with options for the array path. */
+int mk_schema_add_array(mk_schema_t *schema, const char *path, mk_schematype_t elem_type,
+                        const char *options, mk_error_t *err);
 
 /* Mongoose's SchemaType name: "String", "Number", "ObjectId", "Array", "DocumentArray",
  * "Embedded" (sub-document), "Map", "Mixed", "Nested", ... */

@@ -64,6 +64,7 @@ static void vset(mk_error_t *err, int code, const char *kind, const char *fmt, v
 {
     err->code = code;
     err->labels = 0;
+    err->ndetails = err->ndetails_lost = err->details_used = 0;
     const char *name = kind ? kind : mk_error_code_name(code);
     if (!kind && strcmp(name, "Location") == 0)
         snprintf(err->kind, sizeof err->kind, "Location%d", code); /* MongoDB's codeName */
@@ -96,6 +97,8 @@ int mk_error_nomem(mk_error_t *err)
 {
     if (err) {
         err->code = MK_CODE_INTERNAL;
+        err->labels = 0;
+        err->ndetails = err->ndetails_lost = err->details_used = 0;
         snprintf(err->kind, sizeof err->kind, "%s", "OutOfMemory");
         snprintf(err->message, sizeof err->message, "%s", "out of memory");
     }
@@ -105,4 +108,55 @@ int mk_error_nomem(mk_error_t *err)
 void mk_error_clear(mk_error_t *err)
 {
     if (err) memset(err, 0, sizeof *err);
+}
+
+/* Details are five NUL-terminated strings in a row: path, kind, name, message, value. */
+int mk_error_add_detail(mk_error_t *err, const char *path, const char *kind, const char *name,
+                        const char *message, const char *value)
+{
+    if (!err) return MK_ERR;
+    const char *parts[5] = {path ? path : "", kind ? kind : "", name ? name : "",
+                            message ? message : "", value ? value : ""};
+    size_t need = 0;
+    for (int i = 0; i < 5; i++) need += strlen(parts[i]) + 1;
+    if (err->details_used > sizeof err->details || need > sizeof err->details - err->details_used) {
+        err->ndetails_lost++;
+        return MK_ERR;
+    }
+    char *p = err->details + err->details_used;
+    for (int i = 0; i < 5; i++) {
+        size_t n = strlen(parts[i]) + 1;
+        memcpy(p, parts[i], n);
+        p += n;
+    }
+    err->details_used += (unsigned)need;
+    err->ndetails++;
+    return MK_OK;
+}
+
+int mk_error_detail(const mk_error_t *err, unsigned i, mk_error_detail_t *out)
+{
+    if (!err || i >= err->ndetails || err->details_used > sizeof err->details) return 0;
+    const char *p = err->details, *end = err->details + err->details_used;
+    const char *parts[5];
+    for (unsigned k = 0; k <= i; k++) {
+        for (int j = 0; j < 5; j++) {
+            if (p >= end) return 0;
+            parts[j] = p;
+            p += strnlen(p, (size_t)(end - p)) + 1;
+        }
+    }
+    out->path = parts[0];
+    out->kind = parts[1];
+    out->name = parts[2];
+    out->message = parts[3];
+    out->value = parts[4];
+    return 1;
+}
+
+int mk_error_detail_find(const mk_error_t *err, const char *path, mk_error_detail_t *out)
+{
+    for (unsigned i = 0; err && i < err->ndetails; i++)
+        if (mk_error_detail(err, i, out) && strcmp(out->path, path) == 0) return 1;
+    return 0;
 }

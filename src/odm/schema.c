@@ -14,6 +14,8 @@
 #include <meerkat/json.h>
 #include <meerkat/schema.h>
 
+#include "odm/schema_fns.h"
+
 struct mk_schema_path {
     char *name;
     mk_schematype_t type;
@@ -31,7 +33,30 @@ struct mk_schema {
     bson_t to_json, to_object;
     char *version_key, *collection, *type_key, *created_at, *updated_at, *discriminator_key;
     mk_schema_options_t opts;
+    mk_schema_fns_t *fns; /* C functions (schema_fns.c), NULL until the first registration */
 };
+
+mk_schema_fns_t *mk_schema_fns_of(mk_schema_t *s)
+{
+    if (!s->fns) s->fns = mk_schema_fns_dup(NULL);
+    return s->fns;
+}
+
+const mk_schema_fns_t *mk_schema_fns_peek(const mk_schema_t *s)
+{
+    return s->fns;
+}
+
+/* Copies src's registry into dst (replacing dst's). */
+static int copy_fns(mk_schema_t *dst, const mk_schema_t *src, mk_error_t *err)
+{
+    if (!src->fns) return MK_OK;
+    mk_schema_fns_t *f = mk_schema_fns_dup(src->fns);
+    if (!f) return mk_error_nomem(err);
+    mk_schema_fns_free(dst->fns);
+    dst->fns = f;
+    return MK_OK;
+}
 
 #define INVALID_TYPE_HINT                                                                          \
     "See https://bit.ly/mongoose-schematypes for a list of valid schema types."
@@ -979,6 +1004,7 @@ void mk_schema_destroy(mk_schema_t *s)
     free(s->created_at);
     free(s->updated_at);
     free(s->discriminator_key);
+    mk_schema_fns_free(s->fns);
     free(s);
 }
 
@@ -996,6 +1022,10 @@ mk_schema_t *mk_schema_clone(const mk_schema_t *src, mk_error_t *err)
     bson_destroy(&s->indexes);
     bson_copy_to(&src->indexes, &s->indexes);
     s->nindexes = src->nindexes;
+    if (copy_fns(s, src, err) != MK_OK) {
+        mk_schema_destroy(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -1017,6 +1047,7 @@ mk_schema_t *mk_schema_pick(const mk_schema_t *src, const char *const *paths, mk
             if (!p || put_path(s, p, err) != MK_OK) goto fail;
         }
     }
+    if (copy_fns(s, src, err) != MK_OK) goto fail;
     return s;
 fail:
     mk_schema_destroy(s);
@@ -1427,4 +1458,82 @@ bson_t *mk_schema_indexes(const mk_schema_t *s, mk_error_t *err)
         return NULL;
     }
     return out;
+}
+
+/* ---- builder API ---- */
+
+/* The definition name of a type, as schema text writes it. */
+static const char *written_type(mk_schematype_t t)
+{
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+        if (type_names[i].type == t) return type_names[i].name;
+    return NULL;
+}
+
+/* Appends { <last component>: value } nested under the components of `path`. */
+static int build_nested(bson_t *out, const char *path, const bson_t *leaf)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot) return bson_append_document(out, path, -1, leaf) ? MK_OK : MK_ERR;
+    bson_t child;
+    if (!bson_append_document_begin(out, path, (int)(dot - path), &child)) return MK_ERR;
+    int rc = build_nested(&child, dot + 1, leaf);
+    if (!bson_append_document_end(out, &child)) rc = MK_ERR;
+    return rc;
+}
+
+static int add_typed(mk_schema_t *s, const char *path, mk_schematype_t type, bool array,
+                     const char *options, mk_error_t *err)
+{
+    const char *tname = written_type(type);
+    if (!tname || type == MK_TYPE_ARRAY || type == MK_TYPE_NESTED)
+        return mk_error_setc(err, MK_CODE_BAD_VALUE,
+                             "mk_schema_add_path: type %s cannot be added this way (use "
+                             "mk_schema_add_schema for sub-documents, mk_schema_add_array for "
+                             "arrays)",
+                             mk_schematype_name(type));
+    if (!path || !*path) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a path is needed");
+    bson_t *opts = options ? parse_text(options, "path options", err) : bson_new();
+    if (!opts) return options ? MK_ERR : mk_error_nomem(err);
+    bson_t leaf, def, arr;
+    bson_init(&leaf);
+    bson_init(&def);
+    int rc = MK_OK;
+    if (array) {
+        bson_init(&arr);
+        bson_t elem;
+        bson_init(&elem);
+        bool ok = BSON_APPEND_UTF8(&elem, s->type_key, tname) &&
+                  bson_append_document(&arr, "0", 1, &elem);
+        bson_destroy(&elem);
+        ok = ok && bson_append_array(&leaf, s->type_key, -1, &arr);
+        bson_destroy(&arr);
+        if (!ok) rc = mk_error_nomem(err);
+    } else if (!BSON_APPEND_UTF8(&leaf, s->type_key, tname)) {
+        rc = mk_error_nomem(err);
+    }
+    bson_iter_t it;
+    if (rc == MK_OK && bson_iter_init(&it, opts))
+        while (bson_iter_next(&it))
+            if (strcmp(bson_iter_key(&it), s->type_key) != 0 &&
+                !bson_append_iter(&leaf, NULL, 0, &it))
+                rc = mk_error_nomem(err);
+    if (rc == MK_OK && build_nested(&def, path, &leaf) != MK_OK) rc = mk_error_nomem(err);
+    if (rc == MK_OK) rc = mk_schema_add_bson(s, &def, err);
+    bson_destroy(&leaf);
+    bson_destroy(&def);
+    bson_destroy(opts);
+    return rc;
+}
+
+int mk_schema_add_path(mk_schema_t *s, const char *path, mk_schematype_t type,
+                       const char *options, mk_error_t *err)
+{
+    return add_typed(s, path, type, false, options, err);
+}
+
+int mk_schema_add_array(mk_schema_t *s, const char *path, mk_schematype_t elem_type,
+                        const char *options, mk_error_t *err)
+{
+    return add_typed(s, path, elem_type, true, options, err);
 }

@@ -452,6 +452,16 @@ int mk_verrors_to_error(const mk_verrors_t *errs, const char *model_name, mk_err
     if (!msg) return mk_error_nomem(err);
     mk_error_set(err, 0, "ValidationError", "%s", msg);
     free(msg);
+    /* the per-path details, in the order errors were recorded */
+    for (size_t i = 0; err && i < errs->count; i++) {
+        const mk_verror_t *e = &errs->items[i];
+        bool missing = e->value.value_type == BSON_TYPE_UNDEFINED;
+        char *shown = mk_validate_js_string(missing ? NULL : &e->value);
+        mk_error_add_detail(err, e->path, e->kind,
+                            strcmp(e->kind, "cast") == 0 ? "CastError" : "ValidatorError",
+                            e->message, shown ? shown : "");
+        free(shown);
+    }
     return MK_ERR;
 }
 
