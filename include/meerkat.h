@@ -6,6 +6,8 @@
 #include <meerkat/json.h>
 #include <meerkat/engine.h>
 #include <meerkat/schema.h>
+#include <meerkat/odm.h>
+#include <meerkat/query.h>
 
 #define MEERKAT_VERSION "0.1.0"
 

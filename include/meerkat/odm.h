@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 typedef struct mk_conn mk_conn_t;
+typedef struct mk_client_session mk_client_session_t; /* meerkat/query.h */
 
 /* ---- connections ---- */
 
@@ -62,8 +63,7 @@ int mk_conn_command(mk_conn_t *conn, const bson_t *cmd, bson_t *reply, mk_error_
  * creates the schema's indexes. The collection is the schema's `collection` option or the
  * model name pluralised as Mongoose does (User -> users, Person -> people, Category ->
  * categories). A name already taken is an OverwriteModelError. Borrowed from the connection. */
-mk_model_t *mk_model(mk_conn_t *conn, const char *name, const mk_schema_t *schema,
-                     mk_error_t *err);
+mk_model_t *mk_model(mk_conn_t *conn, const char *name, const mk_schema_t *schema, mk_error_t *err);
 /* Same, with an explicit collection name (NULL: as above). */
 mk_model_t *mk_model_collection(mk_conn_t *conn, const char *name, const mk_schema_t *schema,
                                 const char *collection, mk_error_t *err);
@@ -80,7 +80,7 @@ int mk_model_call(mk_model_t *model, const char *name, void *args, mk_error_t *e
 
 /* Model.create: constructs, validates and saves one document; the saved document (give), or
  * NULL. `json` may hold `?` placeholders filled from the mk_arg_t arguments. */
-#define mk_model_create(model, err, json, ...)                                                    \
+#define mk_model_create(model, err, json, ...)                                                     \
     mk_model_create_args((model), (json), MK_ARGS(__VA_ARGS__), (err))
 mk_doc_t *mk_model_create_args(mk_model_t *model, const char *json, const mk_arg_t *args,
                                mk_error_t *err);
@@ -91,15 +91,15 @@ mk_doc_t *mk_model_create_args(mk_model_t *model, const char *json, const mk_arg
  * batch (documents before it are inserted); unordered: every valid document is tried.
  * The result lists the inserted documents and the failures by input index. */
 typedef struct mk_insert_many_opts {
-    bool unordered;      /* ordered: false */
-    bool raw_result;     /* unused for now: the result below is always filled */
-    bool skip_hooks;     /* do not run insertMany middleware */
-    bool lean;           /* skip casting, defaults and validation (Mongoose's lean: true) */
-    void *session;       /* reserved for sessions (part 2) */
+    bool unordered;  /* ordered: false */
+    bool raw_result; /* unused for now: the result below is always filled */
+    bool skip_hooks; /* do not run insertMany middleware */
+    bool lean;       /* skip casting, defaults and validation (Mongoose's lean: true) */
+    mk_client_session_t *session; /* run inside this session (NULL: none) */
 } mk_insert_many_opts_t;
 typedef struct mk_insert_failure {
-    size_t index;      /* position in the input */
-    mk_error_t error;  /* ValidationError, MongoServerError (E11000), ... */
+    size_t index;     /* position in the input */
+    mk_error_t error; /* ValidationError, MongoServerError (E11000), ... */
 } mk_insert_failure_t;
 typedef struct mk_insert_many_result {
     mk_doc_t **docs; /* the inserted documents, in input order (owned by the result) */
@@ -121,7 +121,7 @@ void mk_insert_many_result_destroy(mk_insert_many_result_t *result);
  * does not fail construction: as in Mongoose it leaves the path unset and records a CastError
  * that makes validate() and save() fail until the path is set to a castable value.
  * NULL on a parse error, StrictModeError or out of memory. */
-#define mk_doc_new(model, err, json, ...)                                                         \
+#define mk_doc_new(model, err, json, ...)                                                          \
     mk_doc_new_args((model), (json), MK_ARGS(__VA_ARGS__), (err))
 mk_doc_t *mk_doc_new_args(mk_model_t *model, const char *json, const mk_arg_t *args,
                           mk_error_t *err);
@@ -130,8 +130,7 @@ mk_doc_t *mk_doc_from_bson(mk_model_t *model, const bson_t *obj, mk_error_t *err
 /* A document from stored BSON (Model.hydrate): no casting, no defaults for present paths,
  * not new, nothing modified; runs `init` middleware. The bytes are copied. */
 mk_doc_t *mk_doc_hydrate(mk_model_t *model, const bson_t *stored, mk_error_t *err);
-mk_doc_t *mk_doc_hydrate_data(mk_model_t *model, const uint8_t *data, size_t len,
-                              mk_error_t *err);
+mk_doc_t *mk_doc_hydrate_data(mk_model_t *model, const uint8_t *data, size_t len, mk_error_t *err);
 void mk_doc_destroy(mk_doc_t *doc);
 
 mk_model_t *mk_doc_model(const mk_doc_t *doc);
@@ -174,7 +173,7 @@ int mk_doc_set(mk_doc_t *doc, const char *path, mk_arg_t value, mk_error_t *err)
 int mk_doc_set_value(mk_doc_t *doc, const char *path, const bson_value_t *value, mk_error_t *err);
 /* set(path, object) / set(object) from relaxed JSON with placeholders: path NULL sets every
  * field of the object (doc.set({ ... })). */
-#define mk_doc_set_json(doc, path, err, json, ...)                                                \
+#define mk_doc_set_json(doc, path, err, json, ...)                                                 \
     mk_doc_set_json_args((doc), (path), (json), MK_ARGS(__VA_ARGS__), (err))
 int mk_doc_set_json_args(mk_doc_t *doc, const char *path, const char *json, const mk_arg_t *args,
                          mk_error_t *err);
@@ -201,7 +200,7 @@ void mk_doc_unmark_modified(mk_doc_t *doc, const char *path);
  * the element type; documents pushed into a document array are cast through its schema and
  * get an _id when the sub-schema has one. */
 int mk_doc_push(mk_doc_t *doc, const char *path, mk_arg_t value, mk_error_t *err);
-#define mk_doc_push_json(doc, path, err, json, ...)                                               \
+#define mk_doc_push_json(doc, path, err, json, ...)                                                \
     mk_doc_push_json_args((doc), (path), (json), MK_ARGS(__VA_ARGS__), (err))
 int mk_doc_push_json_args(mk_doc_t *doc, const char *path, const char *json, const mk_arg_t *args,
                           mk_error_t *err);
@@ -210,8 +209,7 @@ int mk_doc_add_to_set(mk_doc_t *doc, const char *path, mk_arg_t value, bool *add
                       mk_error_t *err);
 /* pull: removes every element equal to the value (for a document array, an ObjectId or an
  * object with _id removes the sub-document with that _id). *removed counts them. */
-int mk_doc_pull(mk_doc_t *doc, const char *path, mk_arg_t value, size_t *removed,
-                mk_error_t *err);
+int mk_doc_pull(mk_doc_t *doc, const char *path, mk_arg_t value, size_t *removed, mk_error_t *err);
 /* The index of the sub-document with this _id in a document array (MongooseDocumentArray.id),
  * or -1. `id` is an ObjectId or its hex string. */
 int64_t mk_doc_array_id(mk_doc_t *doc, const char *path, mk_arg_t id);
@@ -236,7 +234,7 @@ typedef struct mk_save_opts {
     bool validate_before_save_off; /* validateBeforeSave: false */
     bool validate_modified_only;   /* validateModifiedOnly: true */
     bool timestamps_off;           /* timestamps: false for this save */
-    void *session;                 /* reserved for sessions (part 2) */
+    mk_client_session_t *session;  /* NULL: the document's own session, if any */
 } mk_save_opts_t;
 /* save(): pre('save') hooks (after validate and its hooks), then an insert of a new document
  * or the minimal update of a saved one ($set / $unset of the modified paths, array pushes and
@@ -252,10 +250,9 @@ bson_t *mk_doc_delta(mk_doc_t *doc, mk_error_t *err);
 int mk_doc_delete_one(mk_doc_t *doc, mk_error_t *err);
 /* doc.updateOne(update): Model.updateOne({ _id: doc._id }, update) (updateOne document
  * middleware). The document itself is not changed. */
-#define mk_doc_update_one(doc, err, json, ...)                                                    \
+#define mk_doc_update_one(doc, err, json, ...)                                                     \
     mk_doc_update_one_args((doc), (json), MK_ARGS(__VA_ARGS__), (err))
-int mk_doc_update_one_args(mk_doc_t *doc, const char *json, const mk_arg_t *args,
-                           mk_error_t *err);
+int mk_doc_update_one_args(mk_doc_t *doc, const char *json, const mk_arg_t *args, mk_error_t *err);
 
 /* ---- output ---- */
 

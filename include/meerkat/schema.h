@@ -175,8 +175,7 @@ typedef int (*mk_setter_fn)(const mk_fn_ctx_t *ctx, const bson_value_t *in, bson
                             void *ud, mk_error_t *err);
 typedef mk_setter_fn mk_getter_fn;
 /* A default: write the value into *out (a copy the caller destroys). */
-typedef int (*mk_default_fn)(const mk_fn_ctx_t *ctx, bson_value_t *out, void *ud,
-                             mk_error_t *err);
+typedef int (*mk_default_fn)(const mk_fn_ctx_t *ctx, bson_value_t *out, void *ud, mk_error_t *err);
 /* A validator: 1 valid, 0 invalid (the registered message is used), or MK_ERR with
  * err->message, which becomes the ValidatorError's message (as a thrown error in Mongoose). */
 typedef int (*mk_validator_fn)(const mk_fn_ctx_t *ctx, const bson_value_t *value, void *ud,
@@ -185,8 +184,9 @@ typedef int (*mk_validator_fn)(const mk_fn_ctx_t *ctx, const bson_value_t *value
 typedef int (*mk_required_fn)(const mk_fn_ctx_t *ctx, void *ud);
 
 /* Path functions; `path` must be defined in the schema (array elements: "tags.$"). Setters
- * run in the order Mongoose runs them (see odm/setters.h), after the built-in lowercase /
- * uppercase / trim, before casting. `message` may be NULL (Mongoose's default message
+ * run before casting, in Mongoose's order: the setter list (built-in lowercase / uppercase /
+ * trim and named `set` in the order the options are written, then setters added here) runs
+ * from last to first, so a setter added here runs before the built-ins. `message` may be NULL (Mongoose's default message
  * "Validator failed for path `{PATH}` with value `{VALUE}`"); `type` may be NULL ("user
  * defined"). */
 int mk_schema_path_setter(mk_schema_t *schema, const char *path, mk_setter_fn fn, void *ud,
@@ -197,8 +197,8 @@ int mk_schema_path_default(mk_schema_t *schema, const char *path, mk_default_fn 
                            mk_error_t *err);
 int mk_schema_path_required(mk_schema_t *schema, const char *path, mk_required_fn fn, void *ud,
                             const char *message, mk_error_t *err);
-int mk_schema_path_validator(mk_schema_t *schema, const char *path, mk_validator_fn fn,
-                             void *ud, const char *message, const char *type, mk_error_t *err);
+int mk_schema_path_validator(mk_schema_t *schema, const char *path, mk_validator_fn fn, void *ud,
+                             const char *message, const char *type, mk_error_t *err);
 
 /* Named functions for schema text (`validate: 'isEmail'`, `set: 'slugify'`, `get: 'cents'`,
  * `default: 'newToken'`, `required: 'hasEmail'`; `validate` also takes a list and
@@ -274,16 +274,14 @@ enum { MK_HOOK_DOCUMENT = 1, MK_HOOK_QUERY = 2 };
 
 /* `ops` names one op or several separated by spaces ("updateOne deleteOne"). Hooks run in
  * registration order. Unknown op names are an error. */
-int mk_schema_pre(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud,
-                  mk_error_t *err);
-int mk_schema_post(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud,
-                   mk_error_t *err);
+int mk_schema_pre(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud, mk_error_t *err);
+int mk_schema_post(mk_schema_t *schema, const char *ops, mk_hook_fn fn, void *ud, mk_error_t *err);
 int mk_schema_post_error(mk_schema_t *schema, const char *ops, mk_error_hook_fn fn, void *ud,
                          mk_error_t *err);
-int mk_schema_pre_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn,
-                     void *ud, mk_error_t *err);
-int mk_schema_post_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn,
-                      void *ud, mk_error_t *err);
+int mk_schema_pre_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn, void *ud,
+                     mk_error_t *err);
+int mk_schema_post_ex(mk_schema_t *schema, const char *ops, unsigned flags, mk_hook_fn fn, void *ud,
+                      mk_error_t *err);
 int mk_schema_post_error_ex(mk_schema_t *schema, const char *ops, unsigned flags,
                             mk_error_hook_fn fn, void *ud, mk_error_t *err);
 

@@ -181,8 +181,7 @@ mk_conn_t *mk_conn_use_db(mk_conn_t *conn, const char *db, mk_error_t *err)
 {
     mk_conn_t *root = conn->root;
     if (!db || !valid_db_name(db)) {
-        mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "Invalid database name \"%s\"",
-                      db ? db : "");
+        mk_error_setc(err, MK_CODE_INVALID_NAMESPACE, "Invalid database name \"%s\"", db ? db : "");
         return NULL;
     }
     if (strcmp(root->db, db) == 0) return root;

@@ -57,8 +57,8 @@ int mk_hooks_run(const mk_model_t *model, const char *op, mk_hook_when_t when, b
     return MK_OK;
 }
 
-void mk_hooks_run_error(const mk_model_t *model, const char *op, bool as_document,
-                        mk_hook_t *hook, mk_error_t *error)
+void mk_hooks_run_error(const mk_model_t *model, const char *op, bool as_document, mk_hook_t *hook,
+                        mk_error_t *error)
 {
     if (!model->has_hooks || !error) return;
     size_t n = mk_schema_hook_count(model->schema);
@@ -69,4 +69,34 @@ void mk_hooks_run_error(const mk_model_t *model, const char *op, bool as_documen
         if (h->when == MK_HOOK_POST_ERROR && h->efn && applies(h, op, as_document))
             h->efn(hook, error, h->ud);
     }
+}
+
+int mk_hooks_post(const mk_model_t *model, const char *op, bool as_document, mk_hook_t *hook,
+                  int rc, mk_error_t *err)
+{
+    if (!model->has_hooks) return rc;
+    mk_error_t local = {0};
+    mk_error_t *e = err ? err : &local;
+    size_t n = mk_schema_hook_count(model->schema);
+    hook->op = op;
+    hook->model = (mk_model_t *)model;
+    /* post hooks and error handlers form one chain in registration order (as kareem runs
+     * them): while there is no error the post hooks run; from the first error on, only the
+     * error handlers that come after it */
+    for (size_t i = 0; i < n; i++) {
+        const mk_hook_entry_t *h = mk_schema_hook_at(model->schema, i);
+        if (!applies(h, op, as_document)) continue;
+        if (rc == MK_OK && h->when == MK_HOOK_POST && h->fn) {
+            mk_error_t he = {0};
+            int hr = h->fn(hook, h->ud, &he);
+            if (hr != MK_OK) {
+                *e = he;
+                if (!e->kind[0]) mk_error_set(e, 0, "Error", "post hook for %s failed", op);
+                rc = hr == MK_ENOMEM ? MK_ENOMEM : MK_ERR;
+            }
+        } else if (rc != MK_OK && h->when == MK_HOOK_POST_ERROR && h->efn) {
+            h->efn(hook, e, h->ud);
+        }
+    }
+    return rc;
 }

@@ -17,18 +17,41 @@ int64_t mk_odm_now_ms(void)
 bool mk_schematype_cast_type(mk_schematype_t t, mk_cast_type_t *out)
 {
     switch (t) {
-    case MK_TYPE_STRING: *out = MK_CAST_STRING; return true;
-    case MK_TYPE_NUMBER: *out = MK_CAST_NUMBER; return true;
-    case MK_TYPE_BOOLEAN: *out = MK_CAST_BOOLEAN; return true;
-    case MK_TYPE_DATE: *out = MK_CAST_DATE; return true;
-    case MK_TYPE_OBJECTID: *out = MK_CAST_OBJECTID; return true;
-    case MK_TYPE_BUFFER: *out = MK_CAST_BUFFER; return true;
-    case MK_TYPE_DECIMAL128: *out = MK_CAST_DECIMAL128; return true;
-    case MK_TYPE_BIGINT: *out = MK_CAST_BIGINT; return true;
-    case MK_TYPE_INT32: *out = MK_CAST_INT32; return true;
-    case MK_TYPE_DOUBLE: *out = MK_CAST_DOUBLE; return true;
-    case MK_TYPE_UUID: *out = MK_CAST_UUID; return true;
-    default: return false;
+    case MK_TYPE_STRING:
+        *out = MK_CAST_STRING;
+        return true;
+    case MK_TYPE_NUMBER:
+        *out = MK_CAST_NUMBER;
+        return true;
+    case MK_TYPE_BOOLEAN:
+        *out = MK_CAST_BOOLEAN;
+        return true;
+    case MK_TYPE_DATE:
+        *out = MK_CAST_DATE;
+        return true;
+    case MK_TYPE_OBJECTID:
+        *out = MK_CAST_OBJECTID;
+        return true;
+    case MK_TYPE_BUFFER:
+        *out = MK_CAST_BUFFER;
+        return true;
+    case MK_TYPE_DECIMAL128:
+        *out = MK_CAST_DECIMAL128;
+        return true;
+    case MK_TYPE_BIGINT:
+        *out = MK_CAST_BIGINT;
+        return true;
+    case MK_TYPE_INT32:
+        *out = MK_CAST_INT32;
+        return true;
+    case MK_TYPE_DOUBLE:
+        *out = MK_CAST_DOUBLE;
+        return true;
+    case MK_TYPE_UUID:
+        *out = MK_CAST_UUID;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -99,8 +122,8 @@ int mk_model_ensure_indexes(mk_model_t *m, mk_error_t *err)
     }
     if (rc == MK_OK && n > 0) {
         bson_t reply = BSON_INITIALIZER;
-        rc = m->conn->be->ops->create_indexes(m->conn->be, NULL, m->conn->db, m->collection,
-                                              &specs, NULL, &reply, err);
+        rc = m->conn->be->ops->create_indexes(m->conn->be, NULL, m->conn->db, m->collection, &specs,
+                                              NULL, &reply, err);
         bson_destroy(&reply);
     }
     bson_destroy(&specs);
@@ -165,8 +188,7 @@ fail:
     return NULL;
 }
 
-mk_model_t *mk_model(mk_conn_t *conn, const char *name, const mk_schema_t *schema,
-                     mk_error_t *err)
+mk_model_t *mk_model(mk_conn_t *conn, const char *name, const mk_schema_t *schema, mk_error_t *err)
 {
     return mk_model_collection(conn, name, schema, NULL, err);
 }

@@ -5,6 +5,7 @@
 
 #include <meerkat/engine.h>
 #include <meerkat/odm.h>
+#include <meerkat/query.h>
 
 #include "backend/backend.h"
 #include "odm/cast.h"
@@ -23,9 +24,20 @@ struct mk_conn {
     struct conn_plugin {
         mk_plugin_fn fn;
         void *opts;
-    } *plugins;
+    } * plugins;
     size_t nplugins, capplugins;
 };
+
+/* A client session (Mongoose's ClientSession) over a backend session. */
+struct mk_client_session {
+    mk_conn_t *conn;
+    mk_backend_session_t *bs;
+};
+/* The backend session of a client session (NULL for none). */
+static inline mk_backend_session_t *mk_client_session_backend(const mk_client_session_t *s)
+{
+    return s ? s->bs : NULL;
+}
 
 struct mk_model {
     mk_conn_t *conn;
@@ -36,7 +48,13 @@ struct mk_model {
 };
 
 /* An array's pending atomic change since the last save (Mongoose's $atomics). */
-typedef enum { ATOMIC_NONE, ATOMIC_PUSH, ATOMIC_ADD_TO_SET, ATOMIC_PULL, ATOMIC_SET } mk_atomic_op_t;
+typedef enum {
+    ATOMIC_NONE,
+    ATOMIC_PUSH,
+    ATOMIC_ADD_TO_SET,
+    ATOMIC_PULL,
+    ATOMIC_SET
+} mk_atomic_op_t;
 typedef struct mk_atomic {
     char *path;
     mk_atomic_op_t op;
@@ -70,7 +88,7 @@ struct mk_doc {
     size_t nlocals, caplocals;
     bson_value_t *scratch; /* values produced by getters, freed on the next change / destroy */
     size_t nscratch, capscratch;
-    void *session;
+    mk_client_session_t *session; /* doc.$session() */
     bson_t *deferred; /* sets to run after construction (dotted keys, virtuals), or NULL */
     char idbuf[25];
 };
@@ -87,8 +105,15 @@ char *mk_pluralize(const char *name);
 int mk_hooks_run(const mk_model_t *model, const char *op, mk_hook_when_t when, bool as_document,
                  mk_hook_t *hook, mk_error_t *err);
 /* Runs error-handling post hooks on *error (which they may rewrite). */
-void mk_hooks_run_error(const mk_model_t *model, const char *op, bool as_document,
-                        mk_hook_t *hook, mk_error_t *error);
+void mk_hooks_run_error(const mk_model_t *model, const char *op, bool as_document, mk_hook_t *hook,
+                        mk_error_t *error);
+/* Runs what follows an operation that ended with `rc` (*err holding its error): post hooks
+ * and error handlers as one chain in registration order — the post hooks while there is no
+ * error, then only the error handlers registered after the point where an error arose.
+ * Returns the final rc (*err updated). Use this rather than mk_hooks_run(POST) +
+ * mk_hooks_run_error. */
+int mk_hooks_post(const mk_model_t *model, const char *op, bool as_document, mk_hook_t *hook,
+                  int rc, mk_error_t *err);
 bool mk_hooks_any(const mk_model_t *model, const char *op, bool as_document);
 
 /* The cast type of a scalar SchemaType; false for containers and Mixed. */

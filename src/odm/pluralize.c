@@ -11,10 +11,10 @@
 #include "odm/odm_internal.h"
 
 static const char *const uncountables[] = {
-    "advice",      "energy",    "excretion", "digestion", "cooperation", "health", "justice",
-    "labour",      "machinery", "equipment", "information", "pollution", "sewage", "paper",
-    "money",       "species",   "series",    "rain",      "rice",        "fish",   "sheep",
-    "moose",       "deer",      "news",      "expertise", "status",      "media",
+    "advice", "energy",    "excretion", "digestion",   "cooperation", "health", "justice",
+    "labour", "machinery", "equipment", "information", "pollution",   "sewage", "paper",
+    "money",  "species",   "series",    "rain",        "rice",        "fish",   "sheep",
+    "moose",  "deer",      "news",      "expertise",   "status",      "media",
 };
 
 static const struct {
@@ -50,8 +50,8 @@ static char *apply(const char *pattern, const char *replacement, const char *s, 
 {
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
-                                   &ec, &eo, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &ec, &eo, NULL);
     if (!re) {
         *failed = true;
         return NULL;
@@ -64,12 +64,11 @@ static char *apply(const char *pattern, const char *replacement, const char *s, 
         size_t cap = strlen(s) * 2 + 16;
         out = malloc(cap);
         PCRE2_SIZE outlen = cap;
-        if (!out ||
-            pcre2_substitute(re, (PCRE2_SPTR)s, PCRE2_ZERO_TERMINATED, 0,
-                             PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_UNSET_EMPTY |
-                                 PCRE2_SUBSTITUTE_UNKNOWN_UNSET,
-                             NULL, NULL, (PCRE2_SPTR)replacement, PCRE2_ZERO_TERMINATED,
-                             (PCRE2_UCHAR *)out, &outlen) < 0) {
+        if (!out || pcre2_substitute(re, (PCRE2_SPTR)s, PCRE2_ZERO_TERMINATED, 0,
+                                     PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_UNSET_EMPTY |
+                                         PCRE2_SUBSTITUTE_UNKNOWN_UNSET,
+                                     NULL, NULL, (PCRE2_SPTR)replacement, PCRE2_ZERO_TERMINATED,
+                                     (PCRE2_UCHAR *)out, &outlen) < 0) {
             free(out);
             out = NULL;
             *failed = true;

@@ -545,7 +545,8 @@ static bool known_option(const char *k)
 static int apply_options(mk_schema_t *s, const bson_t *opts, mk_error_t *err)
 {
     mk_schema_options_t *o = &s->opts;
-    o->strict = o->strict_query = MK_STRICT_TRUE;
+    o->strict = MK_STRICT_TRUE;
+    o->strict_query = MK_STRICT_FALSE; /* Mongoose 8: strictQuery is off by default */
     o->id_path = o->id_virtual = true;
     o->auto_index = o->auto_create = o->minimize = o->validate_before_save = true;
     o->select_populated_paths = true;
@@ -1526,8 +1527,8 @@ static int add_typed(mk_schema_t *s, const char *path, mk_schematype_t type, boo
     return rc;
 }
 
-int mk_schema_add_path(mk_schema_t *s, const char *path, mk_schematype_t type,
-                       const char *options, mk_error_t *err)
+int mk_schema_add_path(mk_schema_t *s, const char *path, mk_schematype_t type, const char *options,
+                       mk_error_t *err)
 {
     return add_typed(s, path, type, false, options, err);
 }

@@ -136,8 +136,7 @@ static int owner_of(mk_schema_t *s, const char *dotted, mk_schema_t **owner, con
 {
     for (;;) {
         if (mk_schema_path(s, dotted) == NULL)
-            return mk_error_set(err, 0, "MongooseError", "Path `%s` is not in the schema",
-                                dotted);
+            return mk_error_set(err, 0, "MongooseError", "Path `%s` is not in the schema", dotted);
         const char *dot = strchr(dotted, '.');
         bool descended = false;
         while (dot) {
@@ -224,7 +223,8 @@ int mk_schema_path_validator(mk_schema_t *s, const char *path, mk_validator_fn f
                              const char *message, const char *type, mk_error_t *err)
 {
     if (!fn) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a validator function is needed");
-    mk_path_fn_t t = {.fn.validator = fn, .ud = ud, .message = (char *)message, .type = (char *)type};
+    mk_path_fn_t t = {
+        .fn.validator = fn, .ud = ud, .message = (char *)message, .type = (char *)type};
     return add_path_fn(s, path, MK_FN_VALIDATOR, &t, err);
 }
 
@@ -254,7 +254,8 @@ bool mk_schema_path_has_fn(const mk_schema_t *s, const char *path, mk_path_fn_ki
 int mk_schema_virtual(mk_schema_t *s, const char *name, mk_virtual_get_fn get,
                       mk_virtual_set_fn set, void *ud, mk_error_t *err)
 {
-    if (!s || !name || !*name) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a virtual needs a name");
+    if (!s || !name || !*name)
+        return mk_error_setc(err, MK_CODE_BAD_VALUE, "a virtual needs a name");
     if (mk_schema_path(s, name))
         return mk_error_set(err, 0, "MongooseError",
                             "Virtual path \"%s\" conflicts with a real path in the schema", name);
@@ -268,7 +269,8 @@ int mk_schema_virtual(mk_schema_t *s, const char *name, mk_virtual_get_fn get,
             return MK_OK;
         }
     }
-    if (!grow((void **)&f->virt, &f->capvirt, f->nvirt, sizeof *f->virt)) return mk_error_nomem(err);
+    if (!grow((void **)&f->virt, &f->capvirt, f->nvirt, sizeof *f->virt))
+        return mk_error_nomem(err);
     char *n = strdup(name);
     if (!n) return mk_error_nomem(err);
     f->virt[f->nvirt++] = (mk_virtual_t){.name = n, .get = get, .set = set, .ud = ud};
@@ -569,27 +571,31 @@ static bool lookup_named(mk_path_fn_kind_t kind, const char *name, mk_path_fn_t 
 static const char *kind_word(mk_path_fn_kind_t k)
 {
     switch (k) {
-    case MK_FN_SETTER: return "setter";
-    case MK_FN_GETTER: return "getter";
-    case MK_FN_DEFAULT: return "default";
-    case MK_FN_VALIDATOR: return "validator";
-    case MK_FN_REQUIRED: return "required function";
+    case MK_FN_SETTER:
+        return "setter";
+    case MK_FN_GETTER:
+        return "getter";
+    case MK_FN_DEFAULT:
+        return "default";
+    case MK_FN_VALIDATOR:
+        return "validator";
+    case MK_FN_REQUIRED:
+        return "required function";
     }
     return "function";
 }
 
 /* Registers the named function `name` of `kind` for `path` (message: a template overriding
  * the registered one, may be NULL). */
-static int resolve_one(mk_schema_t *s, const char *path, mk_path_fn_kind_t kind,
-                       const char *name, const char *message, mk_error_t *err)
+static int resolve_one(mk_schema_t *s, const char *path, mk_path_fn_kind_t kind, const char *name,
+                       const char *message, mk_error_t *err)
 {
     mk_path_fn_t fn;
     char *registered = NULL;
     if (!lookup_named(kind, name, &fn, &registered))
-        return mk_error_set(err, 0, "MongooseError",
-                            "%s `%s` at path `%s` is not registered (mk_register_%s)",
-                            kind_word(kind), name, path,
-                            kind == MK_FN_REQUIRED ? "required" : kind_word(kind));
+        return mk_error_set(
+            err, 0, "MongooseError", "%s `%s` at path `%s` is not registered (mk_register_%s)",
+            kind_word(kind), name, path, kind == MK_FN_REQUIRED ? "required" : kind_word(kind));
     fn.message = (char *)(message ? message : registered);
     int rc = add_path_fn(s, path, kind, &fn, err);
     free(registered);

@@ -457,9 +457,11 @@ int mk_verrors_to_error(const mk_verrors_t *errs, const char *model_name, mk_err
         const mk_verror_t *e = &errs->items[i];
         bool missing = e->value.value_type == BSON_TYPE_UNDEFINED;
         char *shown = mk_validate_js_string(missing ? NULL : &e->value);
-        mk_error_add_detail(err, e->path, e->kind,
-                            strcmp(e->kind, "cast") == 0 ? "CastError" : "ValidatorError",
-                            e->message, shown ? shown : "");
+        /* CastErrors are recorded with kind "cast:<Type>" (Mongoose's kind is the type) */
+        bool cast = strncmp(e->kind, "cast", 4) == 0 && (e->kind[4] == ':' || !e->kind[4]);
+        const char *kind = cast && e->kind[4] == ':' ? e->kind + 5 : e->kind;
+        mk_error_add_detail(err, e->path, kind, cast ? "CastError" : "ValidatorError", e->message,
+                            shown ? shown : "");
         free(shown);
     }
     return MK_ERR;
