@@ -186,18 +186,11 @@ static int push_value(mk_doc_t *d, const char *path, const bson_value_t *in, boo
     return rc;
 }
 
+/* The holder is kept for symmetry with the callers' cleanup: values are borrowed. */
 static int arg_value(mk_arg_t value, bson_t **holder, bson_value_t *out, mk_error_t *err)
 {
-    const mk_arg_t args[2] = {value, MK_END};
-    *holder = mk_json_parse("{ v: ? }", args, err);
-    if (!*holder) return MK_ERR;
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, *holder, "v")) {
-        bson_destroy(*holder);
-        return mk_error_setc(err, MK_CODE_BAD_VALUE, "no value");
-    }
-    *out = *bson_iter_value(&it);
-    return MK_OK;
+    *holder = NULL;
+    return mk_arg_value(value, out, err);
 }
 
 int mk_doc_push(mk_doc_t *d, const char *path, mk_arg_t value, mk_error_t *err)
@@ -206,7 +199,7 @@ int mk_doc_push(mk_doc_t *d, const char *path, mk_arg_t value, mk_error_t *err)
     bson_value_t v;
     if (arg_value(value, &h, &v, err) != MK_OK) return MK_ERR;
     int rc = push_value(d, path, &v, false, NULL, err);
-    bson_destroy(h);
+    if (h) bson_destroy(h);
     return rc;
 }
 
@@ -229,7 +222,7 @@ int mk_doc_add_to_set(mk_doc_t *d, const char *path, mk_arg_t value, bool *added
     bson_value_t v;
     if (arg_value(value, &h, &v, err) != MK_OK) return MK_ERR;
     int rc = push_value(d, path, &v, true, added, err);
-    bson_destroy(h);
+    if (h) bson_destroy(h);
     return rc;
 }
 
@@ -285,7 +278,7 @@ int mk_doc_pull(mk_doc_t *d, const char *path, mk_arg_t value, size_t *removed, 
     bool own_target = false;
     if (docarray) {
         if (!wanted_id(&in, &id, &tmp)) {
-            bson_destroy(h);
+            if (h) bson_destroy(h);
             return mk_error_set(err, 0, "TypeError",
                                 "pull on a document array needs an _id or a document with _id");
         }
@@ -295,7 +288,7 @@ int mk_doc_pull(mk_doc_t *d, const char *path, mk_arg_t value, size_t *removed, 
         rc = cast_element(d, owner, p, path, 0, &in, &target, &cerr);
         if (rc != MK_OK) {
             if (err) *err = cerr;
-            bson_destroy(h);
+            if (h) bson_destroy(h);
             return rc;
         }
         own_target = true;
@@ -336,7 +329,7 @@ int mk_doc_pull(mk_doc_t *d, const char *path, mk_arg_t value, size_t *removed, 
     }
     if (removed) *removed = n_removed;
     if (own_target) bson_value_destroy(&target);
-    bson_destroy(h);
+    if (h) bson_destroy(h);
     return rc;
 }
 
@@ -361,6 +354,6 @@ int64_t mk_doc_array_id(mk_doc_t *d, const char *path, mk_arg_t idarg)
             }
         }
     }
-    bson_destroy(h);
+    if (h) bson_destroy(h);
     return found;
 }

@@ -318,7 +318,47 @@ static int default_value(mk_doc_t *d, const mk_schema_t *owner, const mk_schema_
     return rc;
 }
 
-/* Whether `name` is a direct child of `prefix` ("" = top level) within one schema. */
+/* ---- the construction plan: per schema, its nesting levels and their paths, compiled once
+ * (schema cache) so that building a document matches fields without scanning the schema ---- */
+
+typedef struct level level_t;
+typedef struct entry {
+    const char *leaf; /* the name within its level */
+    size_t leaflen;
+    const mk_schema_path_t *p;
+    mk_schematype_t kind;
+    bool has_default; /* a default (value, Date.now, function) or an array's [] */
+    level_t *nested;  /* NESTED: the level of its children */
+} entry_t;
+
+struct level {
+    entry_t *e;
+    size_t n;
+    bool any_default; /* some entry here (or below) produces a value when the input lacks it */
+};
+
+typedef struct doc_plan {
+    level_t root;
+    const mk_schema_path_t *id; /* the _id path, NULL when the schema has none */
+} doc_plan_t;
+
+static void level_free(level_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->e[i].nested) {
+            level_free(l->e[i].nested);
+            free(l->e[i].nested);
+        }
+    free(l->e);
+}
+
+static void plan_free(void *ptr)
+{
+    doc_plan_t *pl = ptr;
+    level_free(&pl->root);
+    free(pl);
+}
+
 static bool direct_child(const char *name, const char *prefix, size_t plen)
 {
     if (plen) {
@@ -328,136 +368,230 @@ static bool direct_child(const char *name, const char *prefix, size_t plen)
     return strchr(name, '.') == NULL;
 }
 
-static bool bson_has(const bson_t *b, const char *key)
+static bool build_level(const mk_schema_t *s, const char *prefix, level_t *l)
 {
-    bson_iter_t it;
-    return bson_iter_init_find(&it, b, key);
+    size_t plen = strlen(prefix), np = mk_schema_path_count(s);
+    l->e = calloc(np ? np : 1, sizeof *l->e);
+    if (!l->e) return false;
+    for (size_t i = 0; i < np; i++) {
+        const mk_schema_path_t *p = mk_schema_path_at(s, i);
+        const char *name = mk_schema_path_name(p);
+        if (!direct_child(name, prefix, plen)) continue;
+        entry_t *e = &l->e[l->n++];
+        e->leaf = plen ? name + plen + 1 : name;
+        e->leaflen = strlen(e->leaf);
+        e->p = p;
+        e->kind = mk_schema_path_kind(p);
+        bson_iter_t it;
+        e->has_default = mk_schema_path_option(p, "default", &it) ||
+                         mk_schema_path_has_fn(s, name, MK_FN_DEFAULT) ||
+                         e->kind == MK_TYPE_ARRAY || e->kind == MK_TYPE_DOCARRAY;
+        if (e->kind == MK_TYPE_NESTED) {
+            if (!(e->nested = calloc(1, sizeof *e->nested)) || !build_level(s, name, e->nested))
+                return false;
+            e->has_default = e->nested->any_default;
+        }
+        if (e->has_default) l->any_default = true;
+    }
+    return true;
 }
 
-static int strict_reject(const mk_schema_t *s, const char *full, mk_error_t *err)
+static void *plan_build(const mk_schema_t *s)
+{
+    doc_plan_t *pl = calloc(1, sizeof *pl);
+    if (!pl) return NULL;
+    if (!build_level(s, "", &pl->root)) {
+        plan_free(pl);
+        return NULL;
+    }
+    pl->id = mk_schema_path(s, "_id");
+    mk_schema_cache_set_free((mk_schema_t *)s, MK_SCHEMA_CACHE_DOC, plan_free);
+    return pl;
+}
+
+/* The entry for `key` in a level (levels are small: a linear scan of lengths first). */
+static const entry_t *level_find(const level_t *l, const char *key, size_t klen, size_t *idx)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->e[i].leaflen == klen && memcmp(l->e[i].leaf, key, klen) == 0) {
+            *idx = i;
+            return &l->e[i];
+        }
+    return NULL;
+}
+
+/* Appends "<base>.<key>" (or key when base is empty) into buf; false when it does not fit. */
+static bool path_join(char *buf, size_t cap, const char *base, size_t blen, const char *key,
+                      size_t klen)
+{
+    if (blen + klen + 2 > cap) return false;
+    if (buf != base) memcpy(buf, base, blen);
+    size_t n = blen;
+    if (blen) buf[n++] = '.';
+    memcpy(buf + n, key, klen);
+    buf[n + klen] = '\0';
+    return true;
+}
+
+static int strict_reject(const char *full, mk_error_t *err)
 {
     return mk_error_set(err, 0, "StrictModeError",
                         "Field `%s` is not in schema and strict mode is set to throw.", full);
 }
 
-int mk_doc_build_object(mk_doc_t *d, const mk_schema_t *s, const char *prefix, const char *full,
-                        const bson_t *in, bson_t *out, bool is_schema_root, mk_error_t *err)
+static int build_level_object(mk_doc_t *d, const mk_schema_t *s, const doc_plan_t *pl,
+                              const level_t *l, const char *full, const bson_t *in, bson_t *out,
+                              bool is_schema_root, mk_error_t *err);
+
+/* Casts one input field that the level knows. */
+static int cast_field(mk_doc_t *d, const mk_schema_t *s, const doc_plan_t *pl, const entry_t *e,
+                      const char *fpath, const bson_value_t *v, bson_t *out, mk_error_t *err)
 {
-    size_t plen = strlen(prefix);
     const mk_schema_options_t *so = mk_schema_options(s);
+    if (e->kind == MK_TYPE_NESTED) {
+        if (v->value_type == BSON_TYPE_DOCUMENT) {
+            bson_t src, child;
+            bson_init_static(&src, v->value.v_doc.data, v->value.v_doc.data_len);
+            if (!bson_append_document_begin(out, e->leaf, (int)e->leaflen, &child))
+                return mk_error_nomem(err);
+            int rc = build_level_object(d, s, pl, e->nested, fpath, &src, &child, false, err);
+            if (!bson_append_document_end(out, &child) && rc == MK_OK) rc = mk_error_nomem(err);
+            return rc;
+        }
+        if (v->value_type == BSON_TYPE_NULL) /* null nested: keep the null */
+            return bson_append_value(out, e->leaf, (int)e->leaflen, v) ? MK_OK
+                                                                       : mk_error_nomem(err);
+        if (so->strict == MK_STRICT_THROW)
+            return mk_error_set(err, 0, "ObjectExpectedError",
+                                "Tried to set nested object field `%s` to primitive value and "
+                                "strict mode is set to throw.",
+                                fpath);
+        return MK_OK; /* Mongoose ignores a primitive for a nested object */
+    }
+    bson_value_t cv = {0};
+    mk_error_t cerr;
+    cerr.kind[0] = '\0';
+    int rc = mk_doc_cast_path(d, s, e->p, fpath, v, &cv, &cerr);
+    if (rc == MK_OK) {
+        if (!bson_append_value(out, e->leaf, (int)e->leaflen, &cv)) rc = mk_error_nomem(err);
+        bson_value_destroy(&cv);
+    } else if (rc == MK_ERR && strcmp(cerr.kind, "CastError") == 0) {
+        rc = mk_doc_record_cast_error(d, fpath, &cerr, v) == MK_OK ? MK_OK : mk_error_nomem(err);
+    } else if (err) {
+        *err = cerr;
+    }
+    return rc;
+}
+
+static int build_level_object(mk_doc_t *d, const mk_schema_t *s, const doc_plan_t *pl,
+                              const level_t *l, const char *full, const bson_t *in, bson_t *out,
+                              bool is_schema_root, mk_error_t *err)
+{
+    const mk_schema_options_t *so = mk_schema_options(s);
+    size_t flen = strlen(full);
+    bool top = is_schema_root && !flen;
+    char fpath[1024];
     int rc = MK_OK;
+    bool seen_stack[64];
+    bool *seen = l->n <= 64 ? seen_stack : calloc(l->n, sizeof *seen);
+    if (!seen) return mk_error_nomem(err);
+    memset(seen, 0, (l->n <= 64 ? 64 : l->n) * sizeof *seen);
     bson_iter_t it;
-    char rel[512], fpath[1024];
     /* _id first for a top-level document */
-    const mk_schema_path_t *idp = is_schema_root ? mk_schema_path(s, "_id") : NULL;
-    bool top = is_schema_root && !*full;
-    if (top && idp) {
-        bson_iter_t id;
-        if (bson_iter_init_find(&id, in, "_id")) {
-            bson_value_t cv = {0};
-            mk_error_t cerr = {0};
-            rc = mk_doc_cast_path(d, s, idp, "_id", bson_iter_value(&id), &cv, &cerr);
-            if (rc == MK_OK) {
-                if (!append_value(out, "_id", 3, &cv)) rc = mk_error_nomem(err);
-                bson_value_destroy(&cv);
-            } else if (rc == MK_ERR && strcmp(cerr.kind, "CastError") == 0) {
-                rc = mk_doc_record_cast_error(d, "_id", &cerr, bson_iter_value(&id));
-            } else if (err) {
-                *err = cerr;
-            }
-        } else if (mk_schema_path_kind(idp) == MK_TYPE_OBJECTID) {
+    if (top && pl->id) {
+        size_t idx = 0;
+        if (level_find(l, "_id", 3, &idx)) seen[idx] = true;
+        if (bson_iter_init_find(&it, in, "_id")) {
+            const entry_t *e = &l->e[idx];
+            rc = cast_field(d, s, pl, e, "_id", bson_iter_value(&it), out, err);
+        } else if (mk_schema_path_kind(pl->id) == MK_TYPE_OBJECTID) {
             bson_oid_t oid;
             bson_oid_init(&oid, NULL);
             if (!BSON_APPEND_OID(out, "_id", &oid)) rc = mk_error_nomem(err);
         }
-        if (rc != MK_OK) return rc;
     }
-    if (!bson_iter_init(&it, in))
-        return mk_error_setc(err, MK_CODE_INVALID_BSON, "corrupt document");
+    if (rc == MK_OK && !bson_iter_init(&it, in))
+        rc = mk_error_setc(err, MK_CODE_INVALID_BSON, "corrupt document");
     while (rc == MK_OK && bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         size_t klen = bson_iter_key_len(&it);
-        if (top && strcmp(k, "_id") == 0 && idp) continue;
-        if (plen + klen + 2 > sizeof rel || strlen(full) + klen + 2 > sizeof fpath)
-            return mk_error_setc(err, MK_CODE_BAD_VALUE, "path too long: %s.%s", full, k);
-        snprintf(rel, sizeof rel, "%s%s%s", prefix, plen ? "." : "", k);
-        snprintf(fpath, sizeof fpath, "%s%s%s", full, *full ? "." : "", k);
-        const mk_schema_path_t *p = strchr(k, '.') ? NULL : mk_schema_path(s, rel);
+        if (top && pl->id && klen == 3 && memcmp(k, "_id", 3) == 0) continue;
+        if (!path_join(fpath, sizeof fpath, full, flen, k, klen)) {
+            rc = mk_error_setc(err, MK_CODE_BAD_VALUE, "path too long: %s.%s", full, k);
+            break;
+        }
         const bson_value_t *v = bson_iter_value(&it);
-        if (!p) {
-            if (strchr(k, '.') && top) { /* a dotted key: set after construction */
-                rc = mk_doc_defer_set(d, fpath, v, err);
+        size_t idx = 0;
+        const entry_t *e = memchr(k, '.', klen) ? NULL : level_find(l, k, klen, &idx);
+        if (!e) {
+            if (top && (memchr(k, '.', klen) || mk_schema_virtual_find(s, k))) {
+                rc = mk_doc_defer_set(d, fpath, v, err); /* dotted keys, virtuals: set later */
                 continue;
             }
-            if (top && mk_schema_virtual_find(s, k)) {
-                rc = mk_doc_defer_set(d, fpath, v, err);
-                continue;
+            if (so->strict == MK_STRICT_THROW) {
+                rc = strict_reject(fpath, err);
+                break;
             }
-            if (so->strict == MK_STRICT_THROW) return strict_reject(s, fpath, err);
-            if (so->strict == MK_STRICT_FALSE && !append_value(out, k, klen, v))
+            if (so->strict == MK_STRICT_FALSE && !bson_append_value(out, k, (int)klen, v))
                 rc = mk_error_nomem(err);
             continue;
         }
+        seen[idx] = true;
         if (v->value_type == BSON_TYPE_UNDEFINED) continue; /* undefined: not set */
-        bson_value_t cv = {0};
-        mk_error_t cerr = {0};
-        if (mk_schema_path_kind(p) == MK_TYPE_NESTED && v->value_type != BSON_TYPE_DOCUMENT) {
-            if (v->value_type == BSON_TYPE_NULL) { /* null nested: keep the null */
-                if (!append_value(out, k, klen, v)) rc = mk_error_nomem(err);
-                continue;
-            }
-            if (so->strict == MK_STRICT_THROW)
-                return mk_error_set(err, 0, "ObjectExpectedError",
-                                    "Tried to set nested object field `%s` to primitive value "
-                                    "and strict mode is set to throw.",
-                                    fpath);
-            continue; /* Mongoose ignores a primitive for a nested object */
-        }
-        rc = mk_doc_cast_path(d, s, p, fpath, v, &cv, &cerr);
-        if (rc == MK_OK) {
-            if (!append_value(out, k, klen, &cv)) rc = mk_error_nomem(err);
-            bson_value_destroy(&cv);
-        } else if (rc == MK_ERR && strcmp(cerr.kind, "CastError") == 0) {
-            rc = mk_doc_record_cast_error(d, fpath, &cerr, v);
-            if (rc != MK_OK) rc = mk_error_nomem(err);
-        } else if (err) {
-            *err = cerr;
-        }
+        rc = cast_field(d, s, pl, e, fpath, v, out, err);
     }
-    if (rc != MK_OK) return rc;
     /* defaults (and nested objects holding defaults) for what the input did not give */
-    size_t np = mk_schema_path_count(s);
-    for (size_t i = 0; rc == MK_OK && i < np; i++) {
-        const mk_schema_path_t *p = mk_schema_path_at(s, i);
-        const char *name = mk_schema_path_name(p);
-        if (!direct_child(name, prefix, plen)) continue;
-        const char *leaf = plen ? name + plen + 1 : name;
-        if (top && strcmp(leaf, "_id") == 0) continue;
-        if (bson_has(out, leaf) || bson_has(in, leaf)) continue;
-        snprintf(fpath, sizeof fpath, "%s%s%s", full, *full ? "." : "", leaf);
-        if (is_schema_root && !top && strcmp(leaf, "_id") == 0 &&
-            mk_schema_path_kind(p) == MK_TYPE_OBJECTID) {
-            bson_oid_t oid;
-            bson_oid_init(&oid, NULL);
-            if (!BSON_APPEND_OID(out, "_id", &oid)) rc = mk_error_nomem(err);
-            continue;
-        }
-        if (mk_schema_path_kind(p) == MK_TYPE_NESTED) {
+    for (size_t i = 0; rc == MK_OK && l->any_default && i < l->n; i++) {
+        const entry_t *e = &l->e[i];
+        if (seen[i] || !e->has_default) continue;
+        if (!path_join(fpath, sizeof fpath, full, flen, e->leaf, e->leaflen)) continue;
+        if (e->kind == MK_TYPE_NESTED) {
             bson_t empty = BSON_INITIALIZER, built;
             bson_init(&built);
-            rc = mk_doc_build_object(d, s, name, fpath, &empty, &built, false, err);
-            if (rc == MK_OK && !bson_empty(&built) && !BSON_APPEND_DOCUMENT(out, leaf, &built))
+            rc = build_level_object(d, s, pl, e->nested, fpath, &empty, &built, false, err);
+            if (rc == MK_OK && !bson_empty(&built) &&
+                !bson_append_document(out, e->leaf, (int)e->leaflen, &built))
                 rc = mk_error_nomem(err);
             bson_destroy(&built);
             continue;
         }
         bool has = false;
         bson_value_t dv = {0};
-        rc = default_value(d, s, p, fpath, &has, &dv, err);
+        rc = default_value(d, s, e->p, fpath, &has, &dv, err);
         if (rc == MK_OK && has) {
-            if (!append_value(out, leaf, strlen(leaf), &dv)) rc = mk_error_nomem(err);
+            if (!bson_append_value(out, e->leaf, (int)e->leaflen, &dv)) rc = mk_error_nomem(err);
             bson_value_destroy(&dv);
         }
     }
+    /* a sub-document without an _id gets one (its schema's auto _id) */
+    if (rc == MK_OK && is_schema_root && !top && pl->id &&
+        mk_schema_path_kind(pl->id) == MK_TYPE_OBJECTID) {
+        size_t idx = 0;
+        if (level_find(l, "_id", 3, &idx) && !seen[idx]) {
+            bson_oid_t oid;
+            bson_oid_init(&oid, NULL);
+            if (!BSON_APPEND_OID(out, "_id", &oid)) rc = mk_error_nomem(err);
+        }
+    }
+    if (seen != seen_stack) free(seen);
     return rc;
+}
+
+int mk_doc_build_object(mk_doc_t *d, const mk_schema_t *s, const char *prefix, const char *full,
+                        const bson_t *in, bson_t *out, bool is_schema_root, mk_error_t *err)
+{
+    const doc_plan_t *pl = mk_schema_cache(s, MK_SCHEMA_CACHE_DOC, plan_build);
+    if (!pl) return mk_error_nomem(err);
+    const level_t *l = &pl->root;
+    /* a nested prefix: walk down its levels */
+    for (const char *p = prefix; *p && l;) {
+        size_t n = strcspn(p, ".");
+        size_t idx;
+        const entry_t *e = level_find(l, p, n, &idx);
+        l = e ? e->nested : NULL;
+        p += n;
+        if (*p == '.') p++;
+    }
+    if (!l) return mk_error_setc(err, MK_CODE_BAD_VALUE, "no nested path %s", prefix);
+    return build_level_object(d, s, pl, l, full, in, out, is_schema_root, err);
 }

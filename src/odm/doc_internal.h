@@ -25,6 +25,9 @@ void mk_doc_clear_cast_errors(mk_doc_t *d, const char *path);
 /* Remembers a set to run once construction is done (dotted keys, virtuals). */
 int mk_doc_defer_set(mk_doc_t *d, const char *path, const bson_value_t *v, mk_error_t *err);
 
+/* A bound argument as a borrowed BSON value (strings are checked for UTF-8). */
+int mk_arg_value(mk_arg_t a, bson_value_t *out, mk_error_t *err);
+
 /* The current state as a bson_t view (valid until the next change). */
 int mk_doc_view(mk_doc_t *d, bson_t *view, mk_error_t *err);
 /* The raw value at a path (borrowed until the next change); false when undefined. */

@@ -13,9 +13,19 @@
 
 /* ---- validation ---- */
 
-static int run_validation(mk_doc_t *d, const mk_dv_opts_t *o, mk_error_t *err)
+static int run_validation(mk_doc_t *d, const mk_dv_opts_t *opts, mk_error_t *err)
 {
     mk_model_t *m = d->model;
+    /* a document created and saved here has no `init` paths: Mongoose validates only its
+     * modified and required paths */
+    mk_dv_opts_t local = *opts;
+    const mk_dv_opts_t *o = &local;
+    char **mods = NULL;
+    if (!d->is_new && !d->hydrated && !local.validate_modified_only) {
+        if (!(mods = mk_doc_direct_modified_paths(d))) return mk_error_nomem(err);
+        local.modified_and_required = true;
+        local.modified_paths = (const char *const *)mods;
+    }
     mk_hook_t h = {.doc = d};
     int rc = mk_hooks_run(m, "validate", MK_HOOK_PRE, true, &h, err);
     if (rc == MK_OK) {
@@ -51,7 +61,9 @@ static int run_validation(mk_doc_t *d, const mk_dv_opts_t *o, mk_error_t *err)
         mk_verrors_destroy(&found);
     }
     h.result = d;
-    return mk_hooks_post(m, "validate", true, &h, rc, err);
+    rc = mk_hooks_post(m, "validate", true, &h, rc, err);
+    mk_strv_free(mods);
+    return rc;
 }
 
 int mk_doc_validate(mk_doc_t *d, mk_error_t *err)

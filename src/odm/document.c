@@ -261,6 +261,7 @@ mk_doc_t *mk_doc_hydrate_data(mk_model_t *m, const uint8_t *data, size_t len, mk
     }
     memcpy(d->data, data, len);
     d->len = (uint32_t)len;
+    d->hydrated = true;
     if (m->has_hooks) {
         mk_hook_t h = {.doc = d};
         int rc = mk_hooks_run(m, "init", MK_HOOK_PRE, true, &h, err);
@@ -857,18 +858,66 @@ int mk_doc_set_value(mk_doc_t *d, const char *path, const bson_value_t *value, m
     return rc;
 }
 
+int mk_arg_value(mk_arg_t a, bson_value_t *out, mk_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    switch (a.type) {
+    case MK_ARG_STR:
+        if (!a.v.s || !bson_utf8_validate(a.v.s, strlen(a.v.s), false))
+            return mk_error_setc(err, MK_CODE_BAD_VALUE, "a string argument is not valid UTF-8");
+        out->value_type = BSON_TYPE_UTF8;
+        out->value.v_utf8.str = (char *)a.v.s;
+        out->value.v_utf8.len = (uint32_t)strlen(a.v.s);
+        return MK_OK;
+    case MK_ARG_I32:
+        out->value_type = BSON_TYPE_INT32;
+        out->value.v_int32 = a.v.i32;
+        return MK_OK;
+    case MK_ARG_I64:
+        out->value_type = BSON_TYPE_INT64;
+        out->value.v_int64 = a.v.i64;
+        return MK_OK;
+    case MK_ARG_F64:
+        out->value_type = BSON_TYPE_DOUBLE;
+        out->value.v_double = a.v.f64;
+        return MK_OK;
+    case MK_ARG_BOOL:
+        out->value_type = BSON_TYPE_BOOL;
+        out->value.v_bool = a.v.b;
+        return MK_OK;
+    case MK_ARG_OID:
+        if (!a.v.oid) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a NULL ObjectId argument");
+        out->value_type = BSON_TYPE_OID;
+        bson_oid_copy(a.v.oid, &out->value.v_oid);
+        return MK_OK;
+    case MK_ARG_DATE:
+        out->value_type = BSON_TYPE_DATE_TIME;
+        out->value.v_datetime = a.v.i64;
+        return MK_OK;
+    case MK_ARG_DOC:
+    case MK_ARG_ARRAY:
+        if (!a.v.doc) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a NULL document argument");
+        out->value_type = a.type == MK_ARG_DOC ? BSON_TYPE_DOCUMENT : BSON_TYPE_ARRAY;
+        out->value.v_doc.data = (uint8_t *)bson_get_data(a.v.doc);
+        out->value.v_doc.data_len = a.v.doc->len;
+        return MK_OK;
+    case MK_ARG_VALUE:
+        if (!a.v.value) return mk_error_setc(err, MK_CODE_BAD_VALUE, "a NULL value argument");
+        *out = *a.v.value;
+        return MK_OK;
+    case MK_ARG_NULL:
+        out->value_type = BSON_TYPE_NULL;
+        return MK_OK;
+    default:
+        return mk_error_setc(err, MK_CODE_BAD_VALUE, "no value given");
+    }
+}
+
 int mk_doc_set(mk_doc_t *d, const char *path, mk_arg_t value, mk_error_t *err)
 {
-    /* one code path for every argument type: bind it through the JSON layer */
-    const mk_arg_t args[2] = {value, MK_END};
-    bson_t *wrapped = mk_json_parse("{ v: ? }", args, err);
-    if (!wrapped) return MK_ERR;
-    bson_iter_t it;
-    int rc = bson_iter_init_find(&it, wrapped, "v")
-                 ? mk_doc_set_value(d, path, bson_iter_value(&it), err)
-                 : mk_error_setc(err, MK_CODE_BAD_VALUE, "set: no value");
-    bson_destroy(wrapped);
-    return rc;
+    bson_value_t v;
+    if (mk_arg_value(value, &v, err) != MK_OK) return MK_ERR;
+    return mk_doc_set_value(d, path, &v, err);
 }
 
 int mk_doc_set_json_args(mk_doc_t *d, const char *path, const char *json, const mk_arg_t *args,

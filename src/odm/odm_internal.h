@@ -78,6 +78,7 @@ struct mk_doc {
     struct mk_tree *tree;
     bson_t *flat; /* the tree serialized, cached until the next change */
     bool is_new;
+    bool hydrated;    /* loaded from storage: every stored path is in Mongoose's `init` state */
     unsigned version; /* VERSION_* */
     char **modified;  /* directly modified paths, in order */
     size_t nmod, capmod;

@@ -5,6 +5,7 @@
  * an object under the type key is a single nested sub-document; `[X]` is an array of X, and an
  * array of objects without a type key is a document array. */
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -34,7 +35,41 @@ struct mk_schema {
     char *version_key, *collection, *type_key, *created_at, *updated_at, *discriminator_key;
     mk_schema_options_t opts;
     mk_schema_fns_t *fns; /* C functions (schema_fns.c), NULL until the first registration */
+    /* Derived data the layers above compute once per schema (validation plans, cast plans):
+     * built on first use under `cache_lock`, freed with the schema. */
+    pthread_mutex_t cache_lock;
+    struct schema_cache {
+        void *ptr;
+        void (*free_fn)(void *);
+    } cache[MK_SCHEMA_CACHE_SLOTS];
 };
+
+void *mk_schema_cache(const mk_schema_t *cs, int slot, void *(*build)(const mk_schema_t *))
+{
+    mk_schema_t *s = (mk_schema_t *)cs;
+    if (slot < 0 || slot >= MK_SCHEMA_CACHE_SLOTS) return NULL;
+    void *p = __atomic_load_n(&s->cache[slot].ptr, __ATOMIC_ACQUIRE);
+    if (p) return p;
+    pthread_mutex_lock(&s->cache_lock);
+    p = s->cache[slot].ptr;
+    if (!p && build && (p = build(cs))) __atomic_store_n(&s->cache[slot].ptr, p, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->cache_lock);
+    return p;
+}
+
+void mk_schema_cache_set_free(mk_schema_t *s, int slot, void (*free_fn)(void *))
+{
+    if (slot >= 0 && slot < MK_SCHEMA_CACHE_SLOTS) s->cache[slot].free_fn = free_fn;
+}
+
+/* Changing a schema invalidates what was derived from it. */
+static void cache_clear(mk_schema_t *s)
+{
+    for (int i = 0; i < MK_SCHEMA_CACHE_SLOTS; i++) {
+        if (s->cache[i].ptr && s->cache[i].free_fn) s->cache[i].free_fn(s->cache[i].ptr);
+        s->cache[i].ptr = NULL;
+    }
+}
 
 mk_schema_fns_t *mk_schema_fns_of(mk_schema_t *s)
 {
@@ -633,6 +668,7 @@ static mk_schema_t *schema_new(const bson_t *opts, mk_error_t *err)
         mk_error_nomem(err);
         return NULL;
     }
+    pthread_mutex_init(&s->cache_lock, NULL);
     bson_init(&s->raw);
     bson_init(&s->indexes);
     bson_init(&s->to_json);
@@ -1006,6 +1042,8 @@ void mk_schema_destroy(mk_schema_t *s)
     free(s->updated_at);
     free(s->discriminator_key);
     mk_schema_fns_free(s->fns);
+    cache_clear(s);
+    pthread_mutex_destroy(&s->cache_lock);
     free(s);
 }
 
@@ -1057,6 +1095,7 @@ fail:
 
 int mk_schema_add_bson(mk_schema_t *s, const bson_t *definition, mk_error_t *err)
 {
+    cache_clear(s);
     bool no_id = false;
     return add_definition(s, definition, "", &no_id, err);
 }
@@ -1099,6 +1138,7 @@ int mk_schema_add_schema(mk_schema_t *s, const char *path, const mk_schema_t *su
 
 int mk_schema_add_version_key(mk_schema_t *s, mk_error_t *err)
 {
+    cache_clear(s);
     if (!s->version_key) return MK_OK;
     return add_simple(s, s->version_key, MK_TYPE_NUMBER, NULL, err);
 }
