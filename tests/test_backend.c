@@ -944,6 +944,20 @@ static void test_transaction_abort(void **state)
                      MK_OK);
     assert_int_equal(mk_backend_first_write_error(&reply, &err), MK_ERR);
     assert_int_equal(err.code, MK_CODE_DUPLICATE_KEY);
+    assert_find(NULL, "acct", "{}", NULL, "{ v: [{ _id: 'a', bal: 100 }] }");
+    /* the transaction is over on the server; the session is in it until it is ended, and a
+     * later statement fails rather than running outside it */
+    assert_true(mk_backend_in_transaction(s));
+    bson_t *late = tu_bson("{ _id: 'late' }");
+    const bson_t *late_docs[] = {late};
+    bson_t late_reply = BSON_INITIALIZER;
+    assert_int_equal(
+        mk_backend_insert_many(be, s, "test", "acct", late_docs, 1, NULL, &late_reply, &err),
+        MK_ERR);
+    assert_int_equal(err.code, MK_CODE_NO_SUCH_TRANSACTION);
+    bson_destroy(&late_reply);
+    bson_destroy(late);
+    mk_backend_abort_transaction(s, NULL);
     assert_false(mk_backend_in_transaction(s));
     assert_find(NULL, "acct", "{}", NULL, "{ v: [{ _id: 'a', bal: 100 }] }");
 

@@ -143,8 +143,23 @@ static void test_failed_statement_aborts(void **state)
                      MK_OK);
     run(s, "shop", "{ insert: 'dup', documents: [ { _id: 1 } ] }", &reply, &err);
     assert_int_equal(tu_get_int(&reply, "writeErrors.0.code"), 11000);
-    assert_false(mk_session_in_transaction(s));
     assert_int_equal(count(NULL, "shop", "dup"), 0);
+    /* the session stays in its (now aborted) transaction, as a driver's does: a later
+     * statement must not run on its own, it gets NoSuchTransaction */
+    assert_true(mk_session_in_transaction(s));
+    assert_int_equal(run(s, "shop", "{ insert: 'dup', documents: [ { _id: 2 } ] }", &reply, &err),
+                     MK_ERR);
+    assert_int_equal(err.code, MK_CODE_NO_SUCH_TRANSACTION);
+    assert_true(err.labels & MK_LABEL_TRANSIENT_TRANSACTION);
+    assert_int_equal(count(NULL, "shop", "dup"), 0);
+    assert_int_equal(mk_session_commit_transaction(s, &err), MK_ERR);
+    assert_int_equal(err.code, MK_CODE_NO_SUCH_TRANSACTION);
+    assert_false(mk_session_in_transaction(s));
+    /* a statement error that is not a conflict is not worth retrying */
+    assert_int_equal(mk_session_start_transaction(s, &err), MK_OK);
+    assert_int_equal(run(s, "shop", "{ find: 'dup', filter: { $foo: 1 } }", &reply, &err), MK_ERR);
+    assert_false(err.labels & MK_LABEL_TRANSIENT_TRANSACTION);
+    mk_session_abort_transaction(s, NULL);
     mk_session_end(s);
     bson_destroy(&reply);
 }

@@ -537,7 +537,7 @@ static int node_size(mk_tnode_t *n, int level, bool check, uint32_t *out, mk_err
     bool array = n->type == BSON_TYPE_ARRAY;
     for (uint32_t i = 0; i < n->nkids; i++) {
         mk_tnode_t *c = n->kids[i];
-        uint32_t cs;
+        uint32_t cs = 0;
         int rc = node_size(c, level + 1, check, &cs, err);
         if (rc != MK_OK) return rc;
         size += 2 + (array ? index_key_len(i) : c->keylen) + (uint64_t)cs;

@@ -248,7 +248,9 @@ static int in_transaction(mk_cmd_t *c, mk_sess_t *s, const sess_fields_t *f,
     if (rc != MK_OK || has_write_errors(c->reply)) {
         abort_txn(eng, s);
         if (c->map_full) mk_engine_grow(eng, NULL);
-        if (rc != MK_OK && c->err->code != MK_CODE_NO_SUCH_TRANSACTION)
+        /* only conflicts are worth retrying; a bad statement stays bad (MongoDB labels
+         * WriteConflict-like errors, not BadValue) */
+        if (rc != MK_OK && (c->err->code == MK_CODE_WRITE_CONFLICT || c->err->code == 24))
             c->err->labels |= MK_LABEL_TRANSIENT_TRANSACTION;
     }
     return rc;
@@ -518,12 +520,10 @@ int mk_session_command(mk_session_t *s, const char *db, const bson_t *cmd, bson_
     with_session_fields(s, cmd, &full, s->in_txn);
     int rc = mk_engine_command(s->eng, db, &full, reply, err);
     bson_destroy(&full);
-    if (s->in_txn) {
-        s->pending_start = false;
-        /* a failed statement aborted the transaction on the engine's side */
-        bson_iter_t it;
-        if (rc != MK_OK || bson_iter_init_find(&it, reply, "writeErrors")) s->in_txn = false;
-    }
+    /* A failed statement aborted the transaction on the engine's side; the session stays in
+     * it, so that later statements get NoSuchTransaction rather than running on their own
+     * (as a driver keeps sending txnNumber until commit or abort). */
+    if (s->in_txn) s->pending_start = false;
     return rc;
 }
 

@@ -396,6 +396,7 @@ int mk_doc_save_opts(mk_doc_t *d, const mk_save_opts_t *o, mk_error_t *err)
     mk_hook_t h = {.doc = d};
     int rc = MK_OK;
     mk_error_t e = {0};
+    if (o && o->session) d->session = o->session; /* the document remembers it ($session()) */
     if (so->validate_before_save && !(o && o->validate_before_save_off)) {
         mk_dv_opts_t vo = {0};
         char **mods = NULL;
