@@ -38,8 +38,14 @@ test: test-fast test-san
 run: build
 	$(BUILD)/quickstart data
 
+# The engine against raw LMDB and SQLite, then the ODM against Mongoose 8 on Node (when node
+# is installed: its npm packages are fetched into bench/mongoose on first use).
 bench: build
-	$(BUILD)/bench_engine
+	$(BUILD)/bench_engine $(BENCH_ARGS)
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  [ -d bench/mongoose/node_modules/mongoose ] || (cd bench/mongoose && npm install --no-audit --no-fund --silent); \
+	fi
+	MK_SOURCE_DIR=$(CURDIR) $(BUILD)/bench_odm $(BENCH_ARGS)
 
 fuzz: deps
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DMK_FUZZ=ON -DMK_BENCH=OFF -DMK_SANITIZE=ON

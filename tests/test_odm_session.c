@@ -19,10 +19,6 @@
 #include "odm/odm_internal.h"
 #include "testutil.h"
 
-/* session.c: withTransaction with the retry limit in ms (the drivers' timeoutMS), so that the
- * limit can be tested without waiting 120 s. */
-int mk_client_session_with_transaction_timeout(mk_client_session_t *s, mk_transaction_fn fn,
-                                               void *ud, int64_t timeout_ms, mk_error_t *err);
 
 typedef struct fixture {
     mk_conn_t *conn;

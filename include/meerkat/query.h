@@ -233,6 +233,9 @@ bool mk_client_session_in_transaction(const mk_client_session_t *s);
 typedef int (*mk_transaction_fn)(mk_client_session_t *s, void *ud, mk_error_t *err);
 int mk_client_session_with_transaction(mk_client_session_t *s, mk_transaction_fn fn, void *ud,
                                        mk_error_t *err);
+/* Same with a time limit in ms instead of the drivers' 120 s (<= 0: 120 s). */
+int mk_client_session_with_transaction_timeout(mk_client_session_t *s, mk_transaction_fn fn,
+                                               void *ud, int64_t timeout_ms, mk_error_t *err);
 /* A document remembers the session it was loaded or saved with (doc.$session()). */
 void mk_doc_set_session(mk_doc_t *doc, mk_client_session_t *s);
 mk_client_session_t *mk_doc_session(const mk_doc_t *doc);
