@@ -453,6 +453,36 @@ static void named_validator_resolution(void **state)
     mk_schema_destroy(s);
 }
 
+static void index_errors_do_not_stop_the_model(void **state)
+{
+    fixture_t *f = *state;
+    mk_error_t err = {0};
+    mk_schema_t *s =
+        mk_schema_parse("{ email: { type: String, unique: true }, name: String }", NULL, &err);
+    assert_int_equal(mk_schema_index(s, "{ name: 'text', email: 'text' }", NULL, &err), MK_OK);
+    mk_model_t *M = mk_model(f->conn, "Member", s, &err);
+    assert_non_null(M); /* as Mongoose: the model works without the index it could not build */
+    assert_int_equal(mk_model_init(M, &err), MK_ERR);
+    assert_non_null(strstr(err.message, "text"));
+    assert_int_equal(mk_model_init(f->User, &err), MK_OK);
+    /* the unique index was built all the same */
+    bson_t *cmd = tu_bson("{ listIndexes: 'members' }");
+    bson_t reply = BSON_INITIALIZER;
+    assert_int_equal(mk_conn_command(f->conn, cmd, &reply, &err), MK_OK);
+    char *json = mk_json_from_bson(&reply);
+    assert_non_null(strstr(json, "email_1"));
+    bson_free(json);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    mk_doc_t *a = mk_model_create(M, &err, "{ email: 'x@y.z' }");
+    assert_non_null(a);
+    assert_null(mk_model_create(M, &err, "{ email: 'x@y.z' }"));
+    assert_string_equal(err.kind, "MongoServerError");
+    assert_int_equal(err.code, 11000);
+    mk_doc_destroy(a);
+    mk_schema_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +498,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(getters_and_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(connections_and_naming, setup, teardown),
         cmocka_unit_test_setup_teardown(named_validator_resolution, setup, teardown),
+        cmocka_unit_test_setup_teardown(index_errors_do_not_stop_the_model, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,9 +60,10 @@ int mk_conn_command(mk_conn_t *conn, const bson_t *cmd, bson_t *reply, mk_error_
 /* Compiles `schema` into a model named `name` on the connection (Mongoose's
  * connection.model(name, schema)). The model takes a copy of the schema, applies connection
  * plugins, resolves named functions, adds the version key, and — when autoIndex is on —
- * creates the schema's indexes. The collection is the schema's `collection` option or the
- * model name pluralised as Mongoose does (User -> users, Person -> people, Category ->
- * categories). A name already taken is an OverwriteModelError. Borrowed from the connection. */
+ * creates the schema's indexes (see mk_model_init for index errors). The collection is the schema's
+ * `collection` option or the model name pluralised as Mongoose does (User -> users, Person ->
+ * people, Category -> categories). A name already taken is an OverwriteModelError. Borrowed from
+ * the connection. */
 mk_model_t *mk_model(mk_conn_t *conn, const char *name, const mk_schema_t *schema, mk_error_t *err);
 /* Same, with an explicit collection name (NULL: as above). */
 mk_model_t *mk_model_collection(mk_conn_t *conn, const char *name, const mk_schema_t *schema,
@@ -73,7 +74,12 @@ const char *mk_model_name(const mk_model_t *model);
 const char *mk_model_collection_name(const mk_model_t *model);
 const mk_schema_t *mk_model_schema(const mk_model_t *model);
 mk_conn_t *mk_model_conn(const mk_model_t *model);
-/* Creates the schema's indexes (Model.syncIndexes without dropping: createIndexes). */
+/* Model.init(): MK_OK when autoIndex built every index of the schema, else the first index
+ * error (a text index the engine does not support, duplicates under a unique index, ...).
+ * As in Mongoose, such an error does not stop mk_model: the model works without that index. */
+int mk_model_init(mk_model_t *model, mk_error_t *err);
+/* Creates the schema's indexes (Model.syncIndexes without dropping: createIndexes), one by
+ * one; returns the first failure after trying them all. */
 int mk_model_ensure_indexes(mk_model_t *model, mk_error_t *err);
 /* Calls a static registered with mk_schema_static. */
 int mk_model_call(mk_model_t *model, const char *name, void *args, mk_error_t *err);

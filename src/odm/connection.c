@@ -51,13 +51,7 @@ static mk_conn_t *conn_new(mk_conn_t *root, const char *db, mk_error_t *err)
 
 static void models_free(mk_conn_t *c)
 {
-    for (size_t i = 0; i < c->nmodels; i++) {
-        mk_model_t *m = c->models[i];
-        mk_schema_destroy(m->schema);
-        free(m->name);
-        free(m->collection);
-        free(m);
-    }
+    for (size_t i = 0; i < c->nmodels; i++) mk_model_free(c->models[i]);
     free(c->models);
     free(c->plugins);
 }

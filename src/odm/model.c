@@ -120,20 +120,48 @@ int mk_model_ensure_indexes(mk_model_t *m, mk_error_t *err)
             if (!ok) rc = mk_error_nomem(err);
         }
     }
+    /* one createIndexes per index: an index the engine cannot build (a text index, duplicates
+     * under a unique one) must not keep the others from being built */
     if (rc == MK_OK && n > 0) {
-        bson_t reply = BSON_INITIALIZER;
-        rc = m->conn->be->ops->create_indexes(m->conn->be, NULL, m->conn->db, m->collection, &specs,
-                                              NULL, &reply, err);
-        bson_destroy(&reply);
+        bson_iter_t sit;
+        int first = MK_OK;
+        mk_error_t first_err = {0};
+        bson_iter_init(&sit, &specs);
+        while (bson_iter_next(&sit)) {
+            bson_t one = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+            mk_error_t e = {0};
+            int r = bson_append_value(&one, "0", 1, bson_iter_value(&sit))
+                        ? m->conn->be->ops->create_indexes(m->conn->be, NULL, m->conn->db,
+                                                           m->collection, &one, NULL, &reply, &e)
+                        : mk_error_nomem(&e);
+            if (r != MK_OK && first == MK_OK) {
+                first = r;
+                first_err = e;
+            }
+            bson_destroy(&one);
+            bson_destroy(&reply);
+        }
+        if (first != MK_OK) {
+            rc = first;
+            if (err) *err = first_err;
+        }
     }
     bson_destroy(&specs);
     bson_destroy(pairs);
     return rc;
 }
 
-static void model_free(mk_model_t *m)
+int mk_model_init(mk_model_t *m, mk_error_t *err)
+{
+    if (!m->index_error) return MK_OK;
+    if (err) *err = *m->index_error;
+    return MK_ERR;
+}
+
+void mk_model_free(mk_model_t *m)
 {
     if (!m) return;
+    free(m->index_error);
     mk_schema_destroy(m->schema);
     free(m->name);
     free(m->collection);
@@ -180,11 +208,23 @@ mk_model_t *mk_model_collection(mk_conn_t *conn, const char *name, const mk_sche
         mk_error_nomem(err);
         goto fail;
     }
-    if (o->auto_index && mk_model_ensure_indexes(m, err) != MK_OK) goto fail;
     if (mk_conn_register_model(conn, m, err) != MK_OK) goto fail;
+    /* as Mongoose: an index that cannot be built does not stop the model; Model.init()
+     * (mk_model_init) reports it */
+    if (o->auto_index) {
+        mk_error_t ie = {0};
+        if (mk_model_ensure_indexes(m, &ie) != MK_OK) {
+            if (!(m->index_error = malloc(sizeof *m->index_error))) {
+                mk_error_nomem(err);
+                conn->nmodels--;
+                goto fail;
+            }
+            *m->index_error = ie;
+        }
+    }
     return m;
 fail:
-    model_free(m);
+    mk_model_free(m);
     return NULL;
 }
 

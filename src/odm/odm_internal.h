@@ -43,9 +43,11 @@ struct mk_model {
     mk_conn_t *conn;
     char *name;
     char *collection;
-    mk_schema_t *schema; /* the compiled copy */
-    bool has_hooks;      /* any middleware registered: skip hook lookups when false */
+    mk_schema_t *schema;     /* the compiled copy */
+    bool has_hooks;          /* any middleware registered: skip hook lookups when false */
+    mk_error_t *index_error; /* why autoIndex could not build an index, or NULL */
 };
+void mk_model_free(mk_model_t *m);
 
 /* An array's pending atomic change since the last save (Mongoose's $atomics). */
 typedef enum {
