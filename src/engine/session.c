@@ -563,9 +563,14 @@ int mk_session_commit_transaction(mk_session_t *s, mk_error_t *err)
     return end_txn(s, "commitTransaction", err);
 }
 
+/* As the drivers do, errors of the abort itself are ignored: the transaction is over either
+ * way (it may already have been aborted by a failed statement, or never have started). */
 int mk_session_abort_transaction(mk_session_t *s, mk_error_t *err)
 {
-    return end_txn(s, "abortTransaction", err);
+    if (!s->in_txn) return end_txn(s, "abortTransaction", err); /* "No transaction started" */
+    mk_error_t ignored = {0};
+    end_txn(s, "abortTransaction", &ignored);
+    return MK_OK;
 }
 
 void mk_session_end(mk_session_t *s)
