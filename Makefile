@@ -37,6 +37,7 @@ test: test-fast test-san
 
 run: build
 	$(BUILD)/quickstart data
+	$(BUILD)/users data/app
 
 # The engine against raw LMDB and SQLite, then the ODM against Mongoose 8 on Node (when node
 # is installed: its npm packages are fetched into bench/mongoose on first use).
