@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "bson/value.h"
-#include "odm/cast_query.h"
 #include "odm/doc_internal.h"
 #include "odm/doc_validate.h"
 #include "odm/validate.h"
@@ -457,42 +456,39 @@ int mk_doc_delete_one(mk_doc_t *d, mk_error_t *err)
     return rc;
 }
 
+/* doc.updateOne(update): the document's updateOne middleware (registered with
+ * MK_HOOK_DOCUMENT) around Model.updateOne({ _id }, update), which runs the query middleware. */
 int mk_doc_update_one_args(mk_doc_t *d, const char *json, const mk_arg_t *args, mk_error_t *err)
 {
     mk_model_t *m = d->model;
     bson_value_t id;
     if (!mk_doc_lookup(d, "_id", &id))
         return mk_error_set(err, 0, "MongooseError", "This document has no _id to update by");
-    bson_t *raw = mk_json_parse(json, args, err);
-    if (!raw) return MK_ERR;
+    bson_t *update = mk_json_parse(json, args, err);
+    if (!update) return MK_ERR;
     mk_hook_t h = {.doc = d};
     mk_error_t e = {0};
     int rc = mk_hooks_run(m, "updateOne", MK_HOOK_PRE, true, &h, &e);
-    bson_t cast = BSON_INITIALIZER, filter = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     if (rc == MK_OK) {
-        const mk_schema_options_t *so = mk_schema_options(m->schema);
-        mk_cast_update_opts_t co = {
-            .created_at = so->created_at, .updated_at = so->updated_at, .now = mk_odm_now_ms()};
-        mk_fn_ctx_t ctx = {.doc = d};
-        rc = mk_cast_update(m->schema, m->name, raw, &co, &ctx, &cast, &e);
-    }
-    if (rc == MK_OK && !bson_empty(&cast)) {
-        rc = bson_append_value(&filter, "_id", 3, &id) ? MK_OK : mk_error_nomem(&e);
-        if (rc == MK_OK)
-            rc = mk_backend_update(m->conn->be, mk_client_session_backend(d->session), m->conn->db,
-                                   m->collection, &filter, &cast, 0, NULL, &reply, &e);
-        if (rc == MK_OK && mk_backend_first_write_error(&reply, &e) != MK_OK) {
-            as_server_error(&e);
-            rc = MK_ERR;
+        bson_t filter = BSON_INITIALIZER;
+        mk_query_t *q = bson_append_value(&filter, "_id", 3, &id)
+                            ? mk_query_new_bson(m, MK_OP_UPDATE_ONE, &filter, update, &e)
+                            : NULL;
+        if (!q) {
+            rc = e.kind[0] ? MK_ERR : mk_error_nomem(&e);
+        } else {
+            if (d->session) mk_query_session(q, d->session);
+            mk_query_result_t r;
+            rc = mk_query_exec(q, &r, &e);
+            if (rc == MK_OK) mk_query_result_destroy(&r);
+            mk_query_destroy(q);
         }
+        bson_destroy(&filter);
     }
     h.result = d;
     rc = mk_hooks_post(m, "updateOne", true, &h, rc, &e);
     if (rc != MK_OK && err) *err = e;
-    bson_destroy(&cast);
-    bson_destroy(&filter);
-    bson_destroy(&reply);
-    bson_destroy(raw);
+    bson_destroy(update);
     return rc;
 }
 
