@@ -151,7 +151,7 @@ mk_query_t *mk_query_max_time_ms(mk_query_t *q, int64_t ms);
 mk_query_t *mk_query_hint(mk_query_t *q, const char *hint);
 mk_query_t *mk_query_comment(mk_query_t *q, const char *comment);
 mk_query_t *mk_query_session(mk_query_t *q, mk_client_session_t *s);
-/* Fails execution with DocumentNotFoundError when nothing matched (findOne*, update*,
+/* Fails execution with DocumentNotFoundError when nothing matched (find, findOne*, update*,
  * delete*). */
 mk_query_t *mk_query_or_fail(mk_query_t *q);
 /* Options as Mongoose's setOptions: new, returnDocument ('before' | 'after'), upsert, sort,
@@ -181,7 +181,7 @@ typedef struct mk_query_result {
     mk_doc_t **docs;
     size_t ndocs;
     mk_doc_t *doc;
-    bson_t **lean; /* lean find: the raw documents; lean findOne: lean[0] */
+    bson_t **lean; /* lean find: the raw documents (owned by the result); lean findOne: lean[0] */
     size_t nlean;
     int64_t count;
     bson_t *values;
@@ -211,8 +211,8 @@ int mk_query_explain(mk_query_t *q, const char *verbosity, bson_t *reply, mk_err
 
 /* Streams a find batch by batch without loading the whole result. */
 mk_cursor_t *mk_query_cursor(mk_query_t *q, mk_error_t *err);
-/* The next document (owned by the cursor until the next call), or NULL at the end or on
- * error (err->kind set). For lean queries use mk_cursor_next_bson. */
+/* The next document, hydrated whatever `lean` says (owned by the cursor until the next call),
+ * or NULL at the end or on error (err->kind set). mk_cursor_next_bson gives the raw BSON. */
 mk_doc_t *mk_cursor_next(mk_cursor_t *c, mk_error_t *err);
 const bson_t *mk_cursor_next_bson(mk_cursor_t *c, mk_error_t *err);
 /* Takes ownership of the document mk_cursor_next returned last. */
