@@ -441,6 +441,30 @@ static void connections_and_naming(void **state)
     mk_schema_destroy(s);
 }
 
+static void aliases(void **state)
+{
+    fixture_t *f = *state;
+    mk_error_t err = {0};
+    mk_schema_t *s = mk_schema_parse("{ n: { type: String, alias: 'name' }, a: { type: Number, "
+                                     "alias: 'age' } }",
+                                     NULL, &err);
+    mk_model_t *A = mk_model(f->conn, "Aliased", s, &err);
+    mk_doc_t *d = mk_doc_new(A, &err, "{ name: 'Val', age: '7' }"); /* aliases in the input */
+    assert_non_null(d);
+    assert_string_equal(mk_doc_get_str(d, "n"), "Val");
+    assert_string_equal(mk_doc_get_str(d, "name"), "Val");
+    assert_int_equal(mk_doc_get_i64(d, "age"), 7);
+    assert_int_equal(mk_doc_set(d, "name", MK_STR("Other"), &err), MK_OK);
+    assert_string_equal(mk_doc_get_str(d, "n"), "Other");
+    assert_true(mk_doc_is_modified(d, "n"));
+    assert_int_equal(mk_doc_set(d, "age", MK_STR("x"), &err), MK_ERR); /* cast as the path */
+    assert_string_equal(err.kind, "CastError");
+    bson_value_t v;
+    assert_false(mk_doc_get_raw(d, "name", &v)); /* not stored under the alias */
+    mk_doc_destroy(d);
+    mk_schema_destroy(s);
+}
+
 static void named_validator_resolution(void **state)
 {
     fixture_t *f = *state;
@@ -498,6 +522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(getters_and_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(connections_and_naming, setup, teardown),
         cmocka_unit_test_setup_teardown(named_validator_resolution, setup, teardown),
+        cmocka_unit_test_setup_teardown(aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(index_errors_do_not_stop_the_model, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
