@@ -1148,6 +1148,203 @@ static void test_touched_paths(void **state)
     mk_schema_destroy(s);
 }
 
+/* ---------- the cast plan, the writer and the reader ---------- */
+
+/* The per-schema plan follows changes made after a first cast: setters registered later,
+ * paths added (with and without the schema's cache being cleared), a path replaced. */
+static void test_plan_follows_schema_changes(void **state)
+{
+    mk_error_t err = {0};
+    mk_schema_t *s = schema("{ name: String, n: Number }", NULL);
+    filter_ok(s, "{ name: 'AbC', n: '4' }", "{ name: 'AbC', n: 4 }");
+    update_ok(s, "{ name: 'AbC' }", "{ $set: { name: 'AbC' } }");
+    assert_int_equal(mk_schema_path_setter(s, "name", to_lower, NULL, &err), MK_OK);
+    filter_ok(s, "{ name: 'AbC' }", "{ name: 'abc' }");
+    update_ok(s, "{ name: 'AbC' }", "{ $set: { name: 'abc' } }");
+    /* mk_schema_add clears the cache */
+    assert_int_equal(mk_schema_add(s, "{ extra: Number }", &err), MK_OK);
+    filter_ok(s, "{ extra: '5' }", "{ extra: 5 }");
+    /* mk_schema_add_schema appends a path, and replaces one in place */
+    mk_schema_t *child = schema("{ x: Number }", NULL);
+    assert_int_equal(mk_schema_add_schema(s, "sub", child, false, NULL, &err), MK_OK);
+    filter_ok(s, "{ 'sub.x': '7' }", "{ 'sub.x': 7 }");
+    update_ok(s, "{ $inc: { 'sub.x': '2' } }", "{ $inc: { 'sub.x': 2 } }");
+    assert_int_equal(mk_schema_add_schema(s, "n", child, false, NULL, &err), MK_OK);
+    filter_ok(s, "{ 'n.x': '3' }", "{ 'n.x': 3 }");
+    filter_err(s, "{ n: 'x' }", "CastError",
+               "Cast to Embedded failed for value \"x\" (type string) at path \"n\" for model "
+               "\"Character\"");
+    mk_schema_destroy(child);
+    mk_schema_destroy(s);
+}
+
+/* Results larger than the writer's stack buffer, and updates with many top-level keys. */
+static void test_large_casts(void **state)
+{
+    mk_schema_t *s = schema("{ name: String, n: Number, tags: [String] }", "{ strict: false }");
+    char big[1200], in[1400], want[1400];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    snprintf(in, sizeof in, "{ name: '%s', n: '12', tags: { $in: ['a', 1] } }", big);
+    snprintf(want, sizeof want, "{ name: '%s', n: 12, tags: { $in: ['a', '1'] } }", big);
+    filter_ok(s, in, want);
+    /* 40 sugar keys and an operator: merged into $set in order, $inc after */
+    bson_t *u = bson_new();
+    bson_t *expect_set = bson_new();
+    for (unsigned i = 0; i < 40; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%u", i);
+        BSON_APPEND_INT32(u, k, (int32_t)i);
+        BSON_APPEND_INT32(expect_set, k, (int32_t)i);
+    }
+    bson_t inc;
+    BSON_APPEND_DOCUMENT_BEGIN(u, "$inc", &inc);
+    BSON_APPEND_UTF8(&inc, "n", "3");
+    bson_append_document_end(u, &inc);
+    BSON_APPEND_INT32(u, "name", 5);
+    BSON_APPEND_UTF8(expect_set, "name", "5");
+    mk_error_t err = {0};
+    bson_t out = BSON_INITIALIZER;
+    assert_int_equal(mk_cast_update(s, "Character", u, NULL, NULL, &out, &err), MK_OK);
+    bson_t *expect = bson_new();
+    BSON_APPEND_DOCUMENT(expect, "$set", expect_set);
+    bson_t einc;
+    BSON_APPEND_DOCUMENT_BEGIN(expect, "$inc", &einc);
+    BSON_APPEND_INT32(&einc, "n", 3);
+    bson_append_document_end(expect, &einc);
+    assert_true(bson_equal(&out, expect));
+    bson_destroy(expect);
+    bson_destroy(expect_set);
+    bson_destroy(&out);
+    bson_destroy(u);
+    mk_schema_destroy(s);
+}
+
+/* A value kept as it is comes out with exactly its bytes, whatever its type. */
+static void test_kept_values_exact(void **state)
+{
+    mk_schema_t *s = schema(CHARACTER, NULL);
+    bson_t *f = bson_new(), scope, sub;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, "5f0c2b9a8e4d3c2b1a0f9e8d");
+    bson_decimal128_t dec;
+    bson_decimal128_from_string("12.50", &dec);
+    const uint8_t bytes[] = {1, 2, 3, 0, 255};
+    BSON_APPEND_DOUBLE(f, "u_double", -0.5);
+    BSON_APPEND_UTF8(f, "u_utf8", "héllo");
+    BSON_APPEND_DOCUMENT_BEGIN(f, "u_doc", &sub);
+    BSON_APPEND_INT32(&sub, "a", 1);
+    bson_append_document_end(f, &sub);
+    BSON_APPEND_ARRAY_BEGIN(f, "u_array", &sub);
+    BSON_APPEND_UTF8(&sub, "0", "x");
+    bson_append_array_end(f, &sub);
+    bson_append_binary(f, "u_bin", -1, BSON_SUBTYPE_BINARY, bytes, sizeof bytes);
+    bson_append_binary(f, "u_bin_old", -1, BSON_SUBTYPE_BINARY_DEPRECATED, bytes, sizeof bytes);
+    BSON_APPEND_UNDEFINED(f, "u_undefined");
+    BSON_APPEND_OID(f, "u_oid", &oid);
+    BSON_APPEND_BOOL(f, "u_bool", true);
+    BSON_APPEND_DATE_TIME(f, "u_date", -86400000);
+    BSON_APPEND_NULL(f, "u_null");
+    BSON_APPEND_REGEX(f, "u_regex", "^a.c$", "im");
+    bson_append_dbpointer(f, "u_dbpointer", -1, "coll", &oid);
+    BSON_APPEND_CODE(f, "u_code", "function () { return 1; }");
+    BSON_APPEND_SYMBOL(f, "u_symbol", "sym");
+    bson_init(&scope);
+    BSON_APPEND_INT32(&scope, "x", 1);
+    BSON_APPEND_CODE_WITH_SCOPE(f, "u_codewscope", "x + 1", &scope);
+    bson_destroy(&scope);
+    BSON_APPEND_INT32(f, "u_int32", -7);
+    BSON_APPEND_TIMESTAMP(f, "u_timestamp", 1700000000, 42);
+    BSON_APPEND_INT64(f, "u_int64", INT64_MIN);
+    BSON_APPEND_DECIMAL128(f, "u_decimal", &dec);
+    BSON_APPEND_MINKEY(f, "u_minkey");
+    BSON_APPEND_MAXKEY(f, "u_maxkey");
+    mk_error_t err = {0};
+    bson_t out = BSON_INITIALIZER;
+    assert_int_equal(mk_cast_filter(s, "Character", f, NULL, &out, &err), MK_OK);
+    assert_int_equal(out.len, f->len);
+    assert_memory_equal(bson_get_data(&out), bson_get_data(f), f->len);
+    bson_destroy(&out);
+    bson_destroy(f);
+    mk_schema_destroy(s);
+}
+
+/* mk_cast_for_query, the value form of castForQuery that the query layer may call. */
+static void test_cast_for_query_value(void **state)
+{
+    mk_schema_t *s = schema(CHARACTER, NULL);
+    mk_error_t err = {0};
+    mk_cast_filter_opts_t fo = {0};
+    mk_qcast_t q = {.root = s, .model = "Character", .fopts = &fo, .err = &err};
+    mk_path_loc_t loc;
+    mk_path_locate(s, "age", &loc);
+    bson_value_t in = {.value_type = BSON_TYPE_UTF8}, out;
+    in.value.v_utf8.str = "5";
+    in.value.v_utf8.len = 1;
+    assert_int_equal(mk_cast_for_query(&q, &loc, "$gt", &in, &out), MK_OK);
+    assert_int_equal(out.value_type, BSON_TYPE_INT32);
+    assert_int_equal(out.value.v_int32, 5);
+    bson_value_destroy(&out);
+    in.value_type = BSON_TYPE_UNDEFINED;
+    assert_int_equal(mk_cast_for_query(&q, &loc, NULL, &in, &out), MK_OK);
+    assert_int_equal(out.value_type, BSON_TYPE_UNDEFINED);
+    in.value_type = BSON_TYPE_UTF8;
+    in.value.v_utf8.str = "x";
+    assert_int_equal(mk_cast_for_query(&q, &loc, NULL, &in, &out), MK_ERR);
+    assert_string_equal(err.message, "Cast to Number failed for value \"x\" (type string) at path "
+                                     "\"age\" for model \"Character\"");
+    bson_value_destroy(&out);
+    mk_path_locate(s, "name", &loc);
+    assert_int_equal(mk_cast_for_query(&q, &loc, "$in", &in, &out), MK_OK);
+    assert_int_equal(out.value_type, BSON_TYPE_ARRAY);
+    bson_t arr;
+    assert_true(bson_init_static(&arr, out.value.v_doc.data, out.value.v_doc.data_len));
+    tu_assert_bson_eq(&arr, "{ '0': 'x' }");
+    bson_value_destroy(&out);
+    mk_schema_destroy(s);
+}
+
+/* Corrupt BSON: a corrupt sub-document is an error; reading stops at a corrupt element (what
+ * bson_iter_next does), keeping what came before. */
+static void test_corrupt_input(void **state)
+{
+    mk_schema_t *s = schema(CHARACTER, NULL);
+    mk_error_t err = {0};
+    bson_t *good = tu_bson("{ age: { $gt: 1 } }");
+    uint8_t *buf = bson_malloc(good->len);
+    memcpy(buf, bson_get_data(good), good->len);
+    buf[good->len - 2] = 1; /* the sub-document's final NUL */
+    bson_t bad, out;
+    assert_true(bson_init_static(&bad, buf, good->len));
+    bson_init(&out);
+    assert_int_equal(mk_cast_filter(s, "Character", &bad, NULL, &out, &err), MK_ERR);
+    assert_string_equal(err.kind, "InvalidBSON");
+    assert_string_equal(err.message, "corrupt BSON in a query filter");
+    bson_destroy(&out);
+    bson_free(buf);
+    bson_destroy(good);
+
+    good = tu_bson("{ age: '4', rank: 'x', name: 'y' }");
+    buf = bson_malloc(good->len);
+    memcpy(buf, bson_get_data(good), good->len);
+    /* rank's string length: after the header (4), age (1 + 4 + 4 + 2), the type and key */
+    size_t at = 4 + 1 + 4 + 4 + 2 + 1 + 5;
+    assert_int_equal(buf[at], 2); /* "x" and its NUL */
+    buf[at] = 200;
+    assert_true(bson_init_static(&bad, buf, good->len));
+    bson_init(&out);
+    assert_int_equal(mk_cast_filter(s, "Character", &bad, NULL, &out, &err), MK_OK);
+    tu_assert_bson_eq(&out, "{ age: 4 }");
+    bson_destroy(&out);
+    bson_init(&out);
+    assert_int_equal(mk_cast_update(s, "Character", &bad, NULL, NULL, &out, &err), MK_OK);
+    tu_assert_bson_eq(&out, "{ $set: { age: 4 } }");
+    bson_destroy(&out);
+    bson_free(buf);
+    bson_destroy(good);
+    mk_schema_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1178,6 +1375,11 @@ int main(void)
         cmocka_unit_test(test_update_error_order),
         cmocka_unit_test(test_update_setters_context),
         cmocka_unit_test(test_touched_paths),
+        cmocka_unit_test(test_plan_follows_schema_changes),
+        cmocka_unit_test(test_large_casts),
+        cmocka_unit_test(test_kept_values_exact),
+        cmocka_unit_test(test_corrupt_input),
+        cmocka_unit_test(test_cast_for_query_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * messages, error paths and recursion, and the book's validation examples. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1299,6 +1300,315 @@ static void test_update_callback_paths(void **state)
     mk_schema_destroy(s);
 }
 
+/* ---- the per-schema plan ---- */
+
+/* The plan read from a schema follows the schema's changes: paths added (mk_schema_add clears
+ * the schema's cache), functions registered and sub-documents replaced after a first validation
+ * (which do not), and named validators resolved later. */
+static void test_plan_follows_schema_changes(void **state)
+{
+    mk_error_t err = {0};
+    mk_schema_t *s = schema("{ a: { type: String, enum: ['x'] } }");
+    mk_verrors_t errs;
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ a: 'y', b: 'q' }", NULL, &errs);
+    assert_string_equal(paths_of(&errs), "a");
+    mk_verrors_destroy(&errs);
+
+    assert_int_equal(mk_schema_add(s, "{ b: { type: String, minlength: 3 } }", &err), MK_OK);
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ a: 'y', b: 'q' }", NULL, &errs);
+    assert_string_equal(paths_of(&errs), "a b");
+    assert_err(&errs, "b", "minlength",
+               "Path `b` (`q`) is shorter than the minimum allowed length (3).");
+    mk_verrors_destroy(&errs);
+
+    /* a validator and a required function registered after the plan was built */
+    calls_t calls = {.result = 0};
+    assert_int_equal(mk_schema_path_validator(s, "b", counting_validator, &calls, NULL, NULL, &err),
+                     MK_OK);
+    int on = 1;
+    assert_int_equal(mk_schema_path_required(s, "a", required_when, &on, "{PATH} wanted", &err),
+                     MK_OK);
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ b: 'qqqq' }", NULL, &errs);
+    assert_string_equal(paths_of(&errs), "a b");
+    assert_err(&errs, "a", "required", "a wanted");
+    assert_err(&errs, "b", "user defined", "Validator failed for path `b` with value `qqqq`");
+    assert_int_equal(calls.n, 1);
+    mk_verrors_destroy(&errs);
+
+    /* a sub-document path replaced in place: the new sub-schema's rules apply */
+    mk_schema_t *one = schema("{ x: { type: String, required: true } }");
+    mk_schema_t *two = schema("{ y: { type: Number, max: 1 } }");
+    assert_int_equal(mk_schema_add_schema(s, "sub", one, false, NULL, &err), MK_OK);
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ a: 'x', sub: { y: 5 } }", NULL, &errs);
+    assert_string_equal(paths_of(&errs), "sub.x");
+    mk_verrors_destroy(&errs);
+    assert_int_equal(mk_schema_add_schema(s, "sub", two, false, NULL, &err), MK_OK);
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ a: 'x', sub: { y: 5 } }", NULL, &errs);
+    assert_string_equal(paths_of(&errs), "sub.y");
+    assert_err(&errs, "sub.y", "max", "Path `y` (5) is more than maximum allowed value (1).");
+    mk_verrors_destroy(&errs);
+    mk_schema_destroy(one);
+    mk_schema_destroy(two);
+    mk_schema_destroy(s);
+
+    /* a named validator only counts once the names are resolved */
+    assert_int_equal(mk_register_validator("isUpper", is_upper, NULL, "{PATH} must be upper-case"),
+                     MK_OK);
+    s = schema("{ code: { type: String, validate: 'isUpper' } }");
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ code: 'abc' }", NULL, &errs);
+    assert_int_equal(errs.count, 0);
+    mk_verrors_destroy(&errs);
+    assert_int_equal(mk_schema_resolve_named(s, &err), MK_OK);
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ code: 'abc' }", NULL, &errs);
+    assert_err(&errs, "code", "user defined", "code must be upper-case");
+    mk_verrors_destroy(&errs);
+    mk_schema_destroy(s);
+}
+
+/* A copy of doc's bytes with one byte changed, viewed as a bson_t (free *bytes after). */
+static bson_t *patched(const bson_t *doc, uint32_t at, uint8_t value, uint8_t **bytes, bson_t *view)
+{
+    *bytes = malloc(doc->len);
+    assert_non_null(*bytes);
+    memcpy(*bytes, bson_get_data(doc), doc->len);
+    (*bytes)[at] = value;
+    assert_true(bson_init_static(view, *bytes, doc->len));
+    return view;
+}
+
+/* A nested object whose last byte is not 0: the walk does not enter it (bson_init_static
+ * refuses it), while the lookup of a required path inside it still reads it. */
+static void test_malformed_nested_object(void **state)
+{
+    mk_schema_t *s =
+        schema("{ p: { x: { type: String, required: true },"
+               "       y: { type: String, enum: ['a'] } }, q: { type: Number, max: 1 } }");
+    bson_t *good = tu_bson("{ p: { x: 'v', y: 'bad' }, q: 5 }");
+    mk_verrors_t errs;
+    mk_verrors_init(&errs);
+    assert_int_equal(mk_validate_document(s, NULL, good, NULL, &errs), MK_OK);
+    assert_string_equal(paths_of(&errs), "p.y q");
+    mk_verrors_destroy(&errs);
+
+    /* the inner object starts after "p" (4 + 1 + 2 bytes); its last byte is its length - 1 */
+    bson_iter_t it;
+    assert_true(bson_iter_init_find(&it, good, "p"));
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    uint32_t last = (uint32_t)(data - bson_get_data(good)) + len - 1;
+    uint8_t *bytes;
+    bson_t view;
+    mk_verrors_init(&errs);
+    assert_int_equal(
+        mk_validate_document(s, NULL, patched(good, last, 1, &bytes, &view), NULL, &errs), MK_OK);
+    assert_string_equal(paths_of(&errs), "q"); /* p.x found, p.y not validated */
+    mk_verrors_destroy(&errs);
+    free(bytes);
+    bson_destroy(good);
+
+    bson_t *missing = tu_bson("{ p: { y: 'bad' }, q: 0 }");
+    assert_true(bson_iter_init_find(&it, missing, "p"));
+    bson_iter_document(&it, &len, &data);
+    last = (uint32_t)(data - bson_get_data(missing)) + len - 1;
+    mk_verrors_init(&errs);
+    assert_int_equal(
+        mk_validate_document(s, NULL, patched(missing, last, 1, &bytes, &view), NULL, &errs),
+        MK_OK);
+    assert_string_equal(paths_of(&errs), "p.x");
+    mk_verrors_destroy(&errs);
+    free(bytes);
+
+    /* a corrupted element: validation covers the fields before it, as bson_iter stops there */
+    bson_t *cut = tu_bson("{ q: 7, p: { x: 'v' }, r: 1 }");
+    assert_true(bson_iter_init_find(&it, cut, "p"));
+    uint32_t type_at = (uint32_t)(bson_iter_key(&it) - (const char *)bson_get_data(cut)) - 1;
+    mk_verrors_init(&errs);
+    assert_int_equal(
+        mk_validate_document(s, NULL, patched(cut, type_at, 0x42, &bytes, &view), NULL, &errs),
+        MK_OK);
+    assert_string_equal(paths_of(&errs), "p.x q");
+    mk_verrors_destroy(&errs);
+    free(bytes);
+    bson_destroy(cut);
+    bson_destroy(missing);
+    mk_schema_destroy(s);
+}
+
+/* Values of types the quick walk leaves to bson_iter (binary, regex, timestamp, code, min/max
+ * keys), duplicate field names and dotted field names: validated as bson_iter reads them. */
+static void test_uncommon_fields(void **state)
+{
+    mk_schema_t *s = schema("{ a: { type: String, enum: ['x'] }, b: Buffer, m: Mixed,"
+                            "  p: { x: { type: String, required: true } } }");
+    const char *docs[] = {
+        "{ b: { $binary: { base64: 'AAEC', subType: '00' } }, a: 'z' }",
+        "{ m: /re/i, a: 'z', m: { $timestamp: { t: 1, i: 2 } } }",
+        "{ m: { $minKey: 1 }, m: { $maxKey: 1 }, a: 'z' }",
+        "{ a: 'x', a: 'z', p: { x: 'v' }, p: 5 }",
+        "{ 'p.x': '', a: 'z' }",
+        "{ p: 5, p: { x: 'v' }, a: 'x' }",
+    };
+    /* p.x is missing unless the first `p` is an object holding it */
+    const char *expect[] = {"p.x a", "p.x a", "p.x a", "a", "p.x a", "p.x"};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        mk_verrors_t errs;
+        mk_verrors_init(&errs);
+        vdoc(s, NULL, docs[i], NULL, &errs);
+        if (strcmp(paths_of(&errs), expect[i]) != 0)
+            fail_msg("%s: got `%s`, expected `%s`", docs[i], paths_of(&errs), expect[i]);
+        mk_verrors_destroy(&errs);
+    }
+    /* a dotted field name is validated as that path, but a lookup of the path does not see it */
+    mk_verrors_t errs;
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, "{ 'p.x': '' }", NULL, &errs);
+    assert_err(&errs, "p.x", "required", "Path `p.x` is required.");
+    mk_verrors_destroy(&errs);
+    mk_schema_destroy(s);
+}
+
+/* Nested objects deeper than the walk goes: the paths met before are validated, then the run
+ * fails; lookups of required paths still see past the point where the walk stopped. */
+static void test_deep_nesting(void **state)
+{
+    for (int depth = 150; depth <= 205; depth += 55) {
+        mk_error_t err = {0};
+        mk_schema_t *s = schema("{ b: { type: String, enum: ['q'] } }");
+        char *path = malloc(2 * (size_t)depth + 1), def[1024];
+        assert_non_null(path);
+        for (int i = 0; i < depth; i++) memcpy(path + 2 * i, "a.", 2);
+        path[2 * depth] = '\0';
+        char *text = malloc(5 * strlen(path) + 256);
+        assert_non_null(text);
+        sprintf(text,
+                "{ '%sx': { type: String, required: true }, '%sy': { type: String, enum: ['q'] },"
+                "  z: { type: String, required: true }, w: { type: String, enum: ['q'] } }",
+                path, path);
+        assert_int_equal(mk_schema_add(s, text, &err), MK_OK);
+        bson_t *inner = tu_bson("{ x: 'v', y: 'bad' }");
+        for (int i = 0; i < depth; i++) {
+            bson_t *outer = bson_new();
+            assert_true(BSON_APPEND_DOCUMENT(outer, "a", inner));
+            bson_destroy(inner);
+            inner = outer;
+        }
+        bson_t *d = tu_bson("{ b: 'x' }");
+        assert_true(bson_concat(d, inner));
+        assert_true(BSON_APPEND_UTF8(d, "z", "here"));
+        assert_true(BSON_APPEND_UTF8(d, "w", "bad"));
+        mk_verrors_t errs;
+        mk_verrors_init(&errs);
+        int rc = mk_validate_document(s, NULL, d, NULL, &errs);
+        if (depth <= 200) {
+            assert_int_equal(rc, MK_OK);
+            snprintf(def, sizeof def, "b %.*sy w", 2 * depth, path);
+            assert_string_equal(paths_of(&errs), def);
+        } else {
+            assert_int_equal(rc, MK_ERR);
+            assert_string_equal(errs.error.message, "document nests too deeply to validate");
+            assert_string_equal(paths_of(&errs), "b"); /* no required error for x or z */
+        }
+        mk_verrors_destroy(&errs);
+        bson_destroy(d);
+        bson_destroy(inner);
+        free(text);
+        free(path);
+        mk_schema_destroy(s);
+    }
+}
+
+/* Schemas and documents larger than what a level keeps on the stack. */
+static void test_large_schema(void **state)
+{
+    size_t cap = 64 * 1024;
+    char *def = malloc(cap), *doc = malloc(cap);
+    assert_non_null(def);
+    assert_non_null(doc);
+    size_t nd = 0, nc = 0;
+    nd += (size_t)snprintf(def + nd, cap - nd, "{");
+    nc += (size_t)snprintf(doc + nc, cap - nc, "{");
+    for (int i = 0; i < 300; i++) { /* more paths than marks on the stack */
+        nd += (size_t)snprintf(def + nd, cap - nd, "%s s%d: { type: String, minlength: 2 }",
+                               i ? "," : "", i);
+        nc += (size_t)snprintf(doc + nc, cap - nc, "%s s%d: '%s'", i ? "," : "", i,
+                               i % 7 == 0 ? "a" : "ab");
+    }
+    for (int i = 0; i < 12; i++) { /* more arrays than deferred on the stack */
+        nd += (size_t)snprintf(def + nd, cap - nd, ", t%d: [{ type: String, enum: ['ok'] }]", i);
+        nc += (size_t)snprintf(doc + nc, cap - nc, ", t%d: ['ok', 'no%d']", i, i);
+    }
+    snprintf(def + nd, cap - nd, " }");
+    snprintf(doc + nc, cap - nc, " }");
+    mk_schema_t *s = schema(def);
+    mk_verrors_t errs;
+    mk_verrors_init(&errs);
+    vdoc(s, NULL, doc, NULL, &errs);
+    assert_int_equal(errs.count, 43 + 12); /* s0, s7, ..., s294; then t0.1 ... t11.1 */
+    assert_string_equal(errs.items[0].path, "s0");
+    assert_string_equal(errs.items[42].path, "s294");
+    assert_string_equal(errs.items[43].path, "t0.1");
+    assert_err(&errs, "t11.1", "enum", "`no11` is not a valid enum value for path `t11.1`.");
+    mk_verrors_destroy(&errs);
+    mk_schema_destroy(s);
+    free(def);
+    free(doc);
+}
+
+/* Threads sharing a schema: the first validations race to build its plan, and every run reads
+ * it while keeping its own state. */
+typedef struct thread_job {
+    const mk_schema_t *s;
+    const bson_t *good, *bad;
+    int wrong;
+} thread_job_t;
+
+static void *validate_many(void *arg)
+{
+    thread_job_t *j = arg;
+    for (int i = 0; i < 2000; i++) {
+        bool bad = i % 3 == 0;
+        mk_verrors_t errs;
+        mk_verrors_init(&errs);
+        int rc = mk_validate_document(j->s, NULL, bad ? j->bad : j->good, NULL, &errs);
+        if (rc != MK_OK || errs.count != (bad ? 3u : 0u) ||
+            (bad && strcmp(errs.items[2].path, "code") != 0))
+            j->wrong++;
+        mk_verrors_destroy(&errs);
+    }
+    return NULL;
+}
+
+static void test_concurrent_validation(void **state)
+{
+    mk_schema_t *s = schema("{ name: { type: String, required: true, minlength: 2 },"
+                            "  role: { type: String, enum: ['user', 'admin'] },"
+                            "  code: { type: String, match: /^[A-Z]+$/ } }");
+    bson_t *good = tu_bson("{ name: 'Ann', role: 'user', code: 'AB' }");
+    bson_t *bad = tu_bson("{ name: 'A', role: 'root', code: 'ab' }");
+    enum { N = 4 };
+    pthread_t th[N];
+    thread_job_t jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (thread_job_t){s, good, bad, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, validate_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(jobs[i].wrong, 0);
+    }
+    bson_destroy(good);
+    bson_destroy(bad);
+    mk_schema_destroy(s);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
@@ -1337,6 +1647,12 @@ int main(void)
         cmocka_unit_test(test_update_arrays_and_maps),
         cmocka_unit_test(test_update_large_array),
         cmocka_unit_test(test_update_callback_paths),
+        cmocka_unit_test(test_plan_follows_schema_changes),
+        cmocka_unit_test(test_malformed_nested_object),
+        cmocka_unit_test(test_uncommon_fields),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_large_schema),
+        cmocka_unit_test(test_concurrent_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,10 @@ void mk_cast_js_number_string(double d, char buf[32])
         strcpy(buf, "0"); /* String(-0) is "0" too */
         return;
     }
+    if (d == trunc(d) && fabs(d) < 1e15) { /* integers print as their digits */
+        snprintf(buf, 32, "%lld", (long long)d);
+        return;
+    }
     /* shortest digits that round-trip, as ECMAScript's Number::toString requires */
     char tmp[40];
     int prec;
@@ -140,6 +144,22 @@ static int digit_value(char c)
 
 double mk_cast_js_string_number(const char *s, size_t len)
 {
+    if (len > 0) {
+        /* up to 15 digits (with a sign): nothing to trim, exact in a double, no strtod */
+        size_t i = s[0] == '+' || s[0] == '-';
+        if (len - i >= 1 && len - i <= 15) {
+            uint64_t v = 0;
+            size_t j = i;
+            while (j < len && s[j] >= '0' && s[j] <= '9') v = v * 10 + (uint64_t)(s[j++] - '0');
+            if (j == len) return s[0] == '-' ? -(double)v : (double)v;
+            /* after digits, only '.', an exponent, a radix letter ("0x") or trailing white
+             * space can follow in a number ("2020-01-01" is not one) */
+            unsigned char c = (unsigned char)s[j];
+            if (j > i && c < 0x80 && c != ' ' && !(c >= 0x09 && c <= 0x0d) &&
+                !strchr(".eExXoObB", c))
+                return NAN;
+        }
+    }
     js_trim(&s, &len);
     if (len == 0) return 0;
     if (len >= 2 && s[0] == '0' && strchr("xXoObB", s[1])) {
@@ -235,8 +255,22 @@ static bool read_digits(const char *s, size_t len, size_t *i, int n, int *out)
     return true;
 }
 
+static bool d2(const char *s, int *v)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') return false;
+    *v = (s[0] - '0') * 10 + (s[1] - '0');
+    return true;
+}
+
 bool mk_cast_parse_date(const char *s, size_t len, int64_t *ms)
 {
+    int hi, lo, mm, dd;
+    if (len == 10 && s[4] == '-' && s[7] == '-' && d2(s, &hi) && d2(s + 2, &lo) && d2(s + 5, &mm) &&
+        d2(s + 8, &dd)) { /* YYYY-MM-DD, the common case: UTC midnight */
+        if (mm < 1 || mm > 12 || dd < 1 || dd > 31) return false;
+        *ms = (days_from_civil(hi * 100 + lo, mm, 1) + (dd - 1)) * 86400000;
+        return true;
+    }
     size_t i = 0;
     int64_t year;
     int v, month = 1, day = 1, hh = 0, mi = 0, ss = 0;
@@ -539,8 +573,12 @@ static double js_to_number(const bson_value_t *v)
         int64_t ms = v->value.v_datetime;
         return (ms > MAX_DATE_MS || ms < -MAX_DATE_MS) ? NAN : (double)ms;
     }
-    case BSON_TYPE_UTF8:
+    case BSON_TYPE_UTF8: /* String(x) stops at a NUL, as js_to_string's %.*s does */
+        return mk_cast_js_string_number(v->value.v_utf8.str,
+                                        strnlen(v->value.v_utf8.str, v->value.v_utf8.len));
     case BSON_TYPE_SYMBOL:
+        return mk_cast_js_string_number(v->value.v_symbol.symbol,
+                                        strnlen(v->value.v_symbol.symbol, v->value.v_symbol.len));
     case BSON_TYPE_ARRAY:
     case BSON_TYPE_OID:
     case BSON_TYPE_DECIMAL128:
@@ -876,8 +914,29 @@ static bool js_truthy(const bson_value_t *v)
     }
 }
 
+/* A hex digit's value plus one; 0 for anything else. */
+static const uint8_t hex_value1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
 static int oid_from_string_of(const bson_value_t *v, bson_value_t *out, fail_t *f)
 {
+    if (v->value_type == BSON_TYPE_UTF8) { /* 24 hex digits (String(x) stops at a NUL) */
+        const unsigned char *str = (const unsigned char *)v->value.v_utf8.str;
+        if (v->value.v_utf8.len < 24 || (v->value.v_utf8.len > 24 && str[24] != 0))
+            return fail(f, "BSONError");
+        bool ok = true;
+        for (int i = 0; i < 12; i++) {
+            uint8_t hi = hex_value1[str[2 * i]], lo = hex_value1[str[2 * i + 1]];
+            ok &= hi && lo;
+            out->value.v_oid.bytes[i] = (uint8_t)(((hi - 1u) << 4) | (lo - 1u));
+        }
+        if (!ok) return fail(f, "BSONError");
+        out->value_type = BSON_TYPE_OID;
+        return CAST_OK;
+    }
     bson_string_t *s = bson_string_new(NULL);
     bool ok = js_to_string(s, v) && s->len == 24 && bson_oid_is_valid(s->str, 24);
     if (ok) {

@@ -13,7 +13,17 @@
 
 bool mk_is_query_operator(const char *k)
 {
-    return k[0] == '$' && strcmp(k, "$ref") != 0 && strcmp(k, "$id") != 0 && strcmp(k, "$db") != 0;
+    if (k[0] != '$') return false;
+    switch (k[1]) { /* not $ref, $id or $db */
+    case 'r':
+        return strcmp(k + 2, "ef") != 0;
+    case 'i':
+        return strcmp(k + 2, "d") != 0;
+    case 'd':
+        return strcmp(k + 2, "b") != 0;
+    default:
+        return true;
+    }
 }
 
 static bool view_doc(const bson_value_t *v, bson_t *b)
@@ -27,21 +37,24 @@ static int corrupt(mk_error_t *err)
     return mk_error_setc(err, MK_CODE_INVALID_BSON, "corrupt BSON in a query filter");
 }
 
-/* Appends a cast value; undefined goes to the server as null (the driver's default). */
-static void emit(bson_t *out, const char *key, int keylen, const bson_value_t *v)
+/* Writes a result as it is; undefined stays BSON undefined (see null_if_undefined). */
+static void put(mk_bw_t *w, const char *key, size_t kl, const bson_value_t *v)
 {
-    if (v->value_type == BSON_TYPE_UNDEFINED || v->value_type == BSON_TYPE_EOD)
-        bson_append_null(out, key, keylen);
-    else
-        bson_append_value(out, key, keylen, v);
+    mk_bw_result(w, key, kl, v);
 }
 
-static void emit_index(bson_t *arr, uint32_t i, const bson_value_t *v)
+/* Writes an owned result when rc is MK_OK, and frees it either way. */
+static int put_owned(mk_bw_t *w, const char *key, size_t kl, int rc, bson_value_t *v)
 {
-    char buf[16];
-    const char *key;
-    bson_uint32_to_string(i, &key, buf, sizeof buf);
-    emit(arr, key, -1, v);
+    if (rc == MK_OK) put(w, key, kl, v);
+    mk_value_release(v);
+    return rc;
+}
+
+/* A filter sends an undefined result to the server as null (the driver's default). */
+static void null_if_undefined(mk_bw_t *w, size_t at)
+{
+    if (mk_bw_type_at(w, at) == BSON_TYPE_UNDEFINED) w->buf[at] = BSON_TYPE_NULL;
 }
 
 static const char *loc_name(const mk_path_loc_t *loc)
@@ -77,50 +90,61 @@ typedef enum {
                    $maxDistance */
 } op_id_t;
 
-static const struct {
-    const char *name;
-    op_id_t id;
-} op_names[] = {
-    {"$eq", OP_EQ},
-    {"$ne", OP_NE},
-    {"$gt", OP_RANGE},
-    {"$gte", OP_RANGE},
-    {"$lt", OP_RANGE},
-    {"$lte", OP_RANGE},
-    {"$in", OP_IN},
-    {"$nin", OP_NIN},
-    {"$all", OP_ALL},
-    {"$exists", OP_EXISTS},
-    {"$type", OP_TYPE},
-    {"$regex", OP_REGEX},
-    {"$options", OP_OPTIONS},
-    {"$not", OP_NOT},
-    {"$mod", OP_MOD},
-    {"$size", OP_SIZE},
-    {"$elemMatch", OP_ELEMMATCH},
-    {"$or", OP_LOGICAL},
-    {"$and", OP_LOGICAL},
-    {"$nor", OP_LOGICAL},
-    {"$bitsAllClear", OP_BITS},
-    {"$bitsAnyClear", OP_BITS},
-    {"$bitsAllSet", OP_BITS},
-    {"$bitsAnySet", OP_BITS},
-    {"$near", OP_GEO},
-    {"$nearSphere", OP_GEO},
-    {"$within", OP_GEO},
-    {"$geoWithin", OP_GEO},
-    {"$geoIntersects", OP_GEO},
-    {"$minDistance", OP_GEO},
-    {"$maxDistance", OP_GEO},
-};
+static op_id_t op_id_n(const char *op, size_t n)
+{
+    if (n < 3 || op[0] != '$') return OP_OTHER;
+    const char *s = op + 1;
+    size_t m = n - 1;
+#define IS(lit) (m == sizeof lit - 1 && memcmp(s, lit, sizeof lit - 1) == 0)
+    switch (s[0]) {
+    case 'e':
+        return IS("eq")          ? OP_EQ
+               : IS("exists")    ? OP_EXISTS
+               : IS("elemMatch") ? OP_ELEMMATCH
+                                 : OP_OTHER;
+    case 'n':
+        return IS("ne")           ? OP_NE
+               : IS("nin")        ? OP_NIN
+               : IS("not")        ? OP_NOT
+               : IS("nor")        ? OP_LOGICAL
+               : IS("near")       ? OP_GEO
+               : IS("nearSphere") ? OP_GEO
+                                  : OP_OTHER;
+    case 'g':
+        return IS("gt") || IS("gte")                    ? OP_RANGE
+               : IS("geoWithin") || IS("geoIntersects") ? OP_GEO
+                                                        : OP_OTHER;
+    case 'l':
+        return IS("lt") || IS("lte") ? OP_RANGE : OP_OTHER;
+    case 'i':
+        return IS("in") ? OP_IN : OP_OTHER;
+    case 'a':
+        return IS("all") ? OP_ALL : IS("and") ? OP_LOGICAL : OP_OTHER;
+    case 't':
+        return IS("type") ? OP_TYPE : OP_OTHER;
+    case 'r':
+        return IS("regex") ? OP_REGEX : OP_OTHER;
+    case 'o':
+        return IS("options") ? OP_OPTIONS : IS("or") ? OP_LOGICAL : OP_OTHER;
+    case 'm':
+        return IS("mod") ? OP_MOD : IS("minDistance") || IS("maxDistance") ? OP_GEO : OP_OTHER;
+    case 's':
+        return IS("size") ? OP_SIZE : OP_OTHER;
+    case 'b':
+        return IS("bitsAllClear") || IS("bitsAnyClear") || IS("bitsAllSet") || IS("bitsAnySet")
+                   ? OP_BITS
+                   : OP_OTHER;
+    case 'w':
+        return IS("within") ? OP_GEO : OP_OTHER;
+    default:
+        return OP_OTHER;
+    }
+#undef IS
+}
 
 static op_id_t op_id(const char *op)
 {
-    if (op[0] != '$') return OP_OTHER;
-    for (size_t i = 0; i < sizeof op_names / sizeof op_names[0]; i++)
-        if (op_names[i].name[1] == op[1] && strcmp(op_names[i].name, op) == 0)
-            return op_names[i].id;
-    return OP_OTHER;
+    return op_id_n(op, strlen(op));
 }
 
 static int geo_unsupported(mk_error_t *err, const char *op)
@@ -182,15 +206,30 @@ static void set_js_number(bson_value_t *out, double d)
     }
 }
 
-/* ---------- the cast of one value by a SchemaType ---------- */
+/* ---------- the cast of one value by a SchemaType ----------
+ *
+ * Each *_put function writes its result to `w` as the element `key` (an undefined result as
+ * BSON undefined), or nothing when it fails. */
 
-static int cast_op(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, const bson_value_t *v,
-                   bson_value_t *out);
+typedef int (*put_fn)(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                      const char *key, size_t kl);
+
+static int cast_op_id_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, op_id_t id,
+                          const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl);
+static int cast_op_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
+                       const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl);
+static int filter_into(mk_qcast_t *q, const mk_schema_t *s, mk_br_t *r, mk_bw_t *w);
 
 static bool is_array_path(const mk_path_loc_t *loc)
 {
     mk_schematype_t k = mk_schema_path_kind(loc->path);
     return (k == MK_TYPE_ARRAY || k == MK_TYPE_DOCARRAY) && !loc->element;
+}
+
+static bool is_nullish(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED ||
+           v->value_type == BSON_TYPE_EOD;
 }
 
 /* Document(obj) with a value that is not an object. */
@@ -213,11 +252,11 @@ static int object_parameter_error(mk_error_t *err, const bson_value_t *v)
 }
 
 /* A sub-document as a query value: `new Constructor(v)`, its fields cast by the child. */
-static int subdoc_value(mk_qcast_t *q, const mk_schema_t *child, const bson_value_t *v,
-                        bson_value_t *out)
+static int subdoc_put(mk_qcast_t *q, const mk_schema_t *child, const bson_value_t *v, mk_bw_t *w,
+                      const char *key, size_t kl)
 {
     if (v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED) {
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     }
     bson_t doc, b;
@@ -226,30 +265,49 @@ static int subdoc_value(mk_qcast_t *q, const mk_schema_t *child, const bson_valu
     mk_setters_cast_opts_t o = {.model = q->model, .query_form = true};
     bson_init(&b);
     int rc = mk_setters_cast_fields(child, &doc, q->fn, &o, &b, q->err);
-    if (rc != MK_OK) {
-        bson_destroy(&b);
-        return rc;
+    if (rc == MK_OK) {
+        size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+        mk_bw_fields(w, &b);
+        mk_bw_end(w, at);
     }
-    mk_value_take_bson(&b, false, out);
-    return MK_OK;
+    bson_destroy(&b);
+    return rc;
 }
 
-static int eq_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                   bson_value_t *out);
-
-/* One element of an array path compared by value (the caster's castForQuery(null, e)). */
-static int elem_eq(mk_qcast_t *q, const mk_path_loc_t *arr, const bson_value_t *e,
-                   bson_value_t *out)
+/* mk_cast_value_at, written; a string cast to String is itself (no copy). */
+static int cast_put(mk_cast_type_t ct, const bson_value_t *v, const char *path, const char *model,
+                    mk_bw_t *w, const char *key, size_t kl, mk_error_t *err)
 {
-    if (mk_schema_path_kind(arr->path) == MK_TYPE_DOCARRAY)
-        return subdoc_value(q, mk_schema_path_schema(arr->path), e, out);
-    const mk_schema_path_t *ep = mk_schema_path_element(arr->path);
-    if (!ep || mk_schema_path_kind(ep) == MK_TYPE_MIXED) {
-        bson_value_copy(e, out);
+    if (ct == MK_CAST_STRING && v->value_type == BSON_TYPE_UTF8) {
+        mk_bw_value(w, key, kl, v);
         return MK_OK;
     }
-    mk_path_loc_t el = {.kind = MK_LOC_PATH, .owner = arr->owner, .path = ep, .array = arr->path};
-    return eq_cast(q, &el, e, out);
+    bson_value_t c;
+    int rc = mk_cast_value_at(ct, v, path, model, &c, err);
+    return put_owned(w, key, kl, rc, &c);
+}
+
+static int eq_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                  const char *key, size_t kl);
+
+/* One element of an array path compared by value (the caster's castForQuery(null, e)). */
+static int elem_eq_put(mk_qcast_t *q, const mk_path_loc_t *arr, const bson_value_t *e, mk_bw_t *w,
+                       const char *key, size_t kl)
+{
+    if (mk_schema_path_kind(arr->path) == MK_TYPE_DOCARRAY)
+        return subdoc_put(q, mk_schema_path_schema(arr->path), e, w, key, kl);
+    const mk_schema_path_t *ep = mk_schema_path_element(arr->path);
+    if (!ep || mk_schema_path_kind(ep) == MK_TYPE_MIXED) {
+        put(w, key, kl, e);
+        return MK_OK;
+    }
+    const mk_path_info_t *ai = mk_loc_info(arr);
+    mk_path_loc_t el = {.kind = MK_LOC_PATH,
+                        .owner = arr->owner,
+                        .path = ep,
+                        .array = arr->path,
+                        .info = ai ? ai->elem : NULL};
+    return eq_put(q, &el, e, w, key, kl);
 }
 
 static bool has_truthy_key(const bson_value_t *v, const char *key)
@@ -271,150 +329,157 @@ static bool has_non_null_key(const bson_value_t *v, const char *key)
 
 /* SchemaArray#_castForQuery: an array element-wise (after the array's own setters), anything
  * else as one element. */
-static int array_value(mk_qcast_t *q, const mk_path_loc_t *arr, const bson_value_t *v,
-                       bson_value_t *out)
+static int array_value_put(mk_qcast_t *q, const mk_path_loc_t *arr, const bson_value_t *v,
+                           mk_bw_t *w, const char *key, size_t kl)
 {
-    if (v->value_type != BSON_TYPE_ARRAY) return elem_eq(q, arr, v, out);
+    if (v->value_type != BSON_TYPE_ARRAY) return elem_eq_put(q, arr, v, w, key, kl);
     bson_value_t set;
-    int rc = mk_setters_apply(arr->owner, arr->path, q->fn, v, &set, q->err);
-    if (rc != MK_OK) return rc;
-    bson_t src, res;
-    if (set.value_type != BSON_TYPE_ARRAY) {
-        if (set.value_type == BSON_TYPE_UNDEFINED || set.value_type == BSON_TYPE_NULL) {
-            bson_value_copy(&set, out);
-            rc = MK_OK;
-        } else {
-            rc = elem_eq(q, arr, &set, out);
-        }
-        bson_value_destroy(&set);
-        return rc;
+    const bson_value_t *sv = v; /* without setters the value is its own result */
+    bool owned = false;
+    int rc = MK_OK;
+    if (!mk_loc_setters_none(arr)) {
+        rc = mk_setters_apply(arr->owner, arr->path, q->fn, v, &set, q->err);
+        if (rc != MK_OK) return rc;
+        sv = &set;
+        owned = true;
     }
-    if (!view_doc(&set, &src)) {
-        bson_value_destroy(&set);
-        return corrupt(q->err);
-    }
-    bson_init(&res);
-    bson_iter_t it;
-    uint32_t i = 0;
-    if (bson_iter_init(&it, &src)) {
-        while (bson_iter_next(&it)) {
-            const bson_value_t *e = bson_iter_value(&it);
-            bson_value_t c;
-            if (has_truthy_key(e, "$elemMatch")) {
-                bson_value_copy(e, &c);
-            } else if ((rc = elem_eq(q, arr, e, &c)) != MK_OK) {
+    mk_br_t r;
+    if (sv->value_type != BSON_TYPE_ARRAY) {
+        if (sv->value_type == BSON_TYPE_UNDEFINED || sv->value_type == BSON_TYPE_NULL)
+            put(w, key, kl, sv);
+        else
+            rc = elem_eq_put(q, arr, sv, w, key, kl);
+    } else if (!mk_br_init_value(&r, sv)) {
+        rc = corrupt(q->err);
+    } else {
+        size_t mark = mk_bw_mark(w);
+        size_t at = mk_bw_begin(w, BSON_TYPE_ARRAY, key, kl);
+        mk_elem_t e;
+        uint32_t i = 0;
+        while (mk_br_next(&r, &e)) {
+            char buf[16];
+            const char *ik;
+            size_t ikl = mk_bw_index_key(i++, buf, &ik);
+            size_t el = mk_bw_mark(w);
+            if (has_truthy_key(&e.v, "$elemMatch"))
+                put(w, ik, ikl, &e.v);
+            else if ((rc = elem_eq_put(q, arr, &e.v, w, ik, ikl)) != MK_OK)
                 break;
-            }
-            emit_index(&res, i++, &c);
-            bson_value_destroy(&c);
+            null_if_undefined(w, el);
         }
+        if (rc != MK_OK)
+            mk_bw_rollback(w, mark);
+        else
+            mk_bw_end(w, at);
     }
-    bson_value_destroy(&set);
-    if (rc != MK_OK) {
-        bson_destroy(&res);
-        return rc;
-    }
-    mk_value_take_bson(&res, true, out);
-    return MK_OK;
+    if (owned) bson_value_destroy(&set);
+    return rc;
 }
 
 /* castForQuery(null, v): setters then cast. */
-static int eq_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                   bson_value_t *out)
+static int eq_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                  const char *key, size_t kl)
 {
     mk_schematype_t kind = mk_schema_path_kind(loc->path);
-    if (loc->element) return subdoc_value(q, mk_schema_path_schema(loc->path), v, out);
+    if (loc->element) return subdoc_put(q, mk_schema_path_schema(loc->path), v, w, key, kl);
     if (kind == MK_TYPE_MIXED || kind == MK_TYPE_NESTED) {
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     }
-    if (kind == MK_TYPE_ARRAY || kind == MK_TYPE_DOCARRAY) return array_value(q, loc, v, out);
+    if (kind == MK_TYPE_ARRAY || kind == MK_TYPE_DOCARRAY)
+        return array_value_put(q, loc, v, w, key, kl);
+    mk_cast_type_t ct;
+    if (mk_setters_cast_type(kind, &ct) && mk_loc_setters_none(loc)) {
+        /* what mk_setters_cast does for a scalar without setters */
+        if (is_nullish(v) || (kind == MK_TYPE_STRING && v->value_type == BSON_TYPE_REGEX)) {
+            put(w, key, kl, v);
+            return MK_OK;
+        }
+        return cast_put(ct, v, loc_name(loc), q->model, w, key, kl, q->err);
+    }
     mk_setters_cast_opts_t o = {.model = q->model, .err_path = loc_name(loc), .query_form = true};
-    return mk_setters_cast(loc->owner, loc->path, q->fn, v, &o, out, q->err);
+    bson_value_t c;
+    mk_value_set_undefined(&c);
+    int rc = mk_setters_cast(loc->owner, loc->path, q->fn, v, &o, &c, q->err);
+    return put_owned(w, key, kl, rc, &c);
 }
 
 /* SchemaType#cast: no setters (the handlers of $gt... on most types, $mod, $regex...). */
-static int plain_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                      bson_value_t *out)
+static int plain_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                     const char *key, size_t kl)
 {
     mk_cast_type_t ct;
-    if (!mk_setters_cast_type(mk_schema_path_kind(loc->path), &ct)) {
-        bson_value_copy(v, out);
+    if (!mk_setters_cast_type(mk_schema_path_kind(loc->path), &ct) ||
+        v->value_type == BSON_TYPE_UNDEFINED) {
+        put(w, key, kl, v);
         return MK_OK;
     }
-    if (v->value_type == BSON_TYPE_UNDEFINED) {
-        bson_value_copy(v, out);
-        return MK_OK;
-    }
-    return mk_cast_value_at(ct, v, loc_name(loc), q->model, out, q->err);
+    return cast_put(ct, v, loc_name(loc), q->model, w, key, kl, q->err);
 }
-
-typedef int (*value_fn)(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                        bson_value_t *out);
 
 /* handleArray / handle$in: a list cast element by element (a non-array is a list of one);
  * with keep_empty, empty arrays inside stay as they are (`$in: [1, []]`). */
-static int list_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, value_fn fn,
-                     bool keep_empty, bson_value_t *out)
+static int list_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, put_fn fn,
+                    bool keep_empty, mk_bw_t *w, const char *key, size_t kl)
 {
-    bson_t res, src;
-    bson_init(&res);
+    size_t mark = mk_bw_mark(w);
+    size_t at = mk_bw_begin(w, BSON_TYPE_ARRAY, key, kl);
     int rc = MK_OK;
+    mk_br_t r;
     if (v->value_type != BSON_TYPE_ARRAY) {
-        bson_value_t c;
-        rc = fn(q, loc, v, &c);
-        if (rc == MK_OK) {
-            emit_index(&res, 0, &c);
-            bson_value_destroy(&c);
-        }
-    } else if (!view_doc(v, &src)) {
+        size_t el = mk_bw_mark(w);
+        rc = fn(q, loc, v, w, "0", 1);
+        null_if_undefined(w, el);
+    } else if (!mk_br_init_value(&r, v)) {
         rc = corrupt(q->err);
     } else {
-        bson_iter_t it;
+        mk_elem_t e;
         uint32_t i = 0;
-        if (bson_iter_init(&it, &src)) {
-            while (bson_iter_next(&it)) {
-                const bson_value_t *e = bson_iter_value(&it);
-                bson_value_t c;
-                bson_t inner;
-                if (keep_empty && e->value_type == BSON_TYPE_ARRAY && view_doc(e, &inner) &&
-                    bson_empty(&inner))
-                    bson_value_copy(e, &c);
-                else if ((rc = fn(q, loc, e, &c)) != MK_OK)
-                    break;
-                emit_index(&res, i++, &c);
-                bson_value_destroy(&c);
-            }
+        while (mk_br_next(&r, &e)) {
+            char buf[16];
+            const char *ik;
+            size_t ikl = mk_bw_index_key(i++, buf, &ik);
+            size_t el = mk_bw_mark(w);
+            if (keep_empty && e.v.value_type == BSON_TYPE_ARRAY &&
+                mk_doc_ok(e.v.value.v_doc.data, e.v.value.v_doc.data_len) &&
+                !e.v.value.v_doc.data[4]) /* bson_empty */
+                put(w, ik, ikl, &e.v);
+            else if ((rc = fn(q, loc, &e.v, w, ik, ikl)) != MK_OK)
+                break;
+            null_if_undefined(w, el);
         }
     }
     if (rc != MK_OK) {
-        bson_destroy(&res);
+        mk_bw_rollback(w, mark);
         return rc;
     }
-    mk_value_take_bson(&res, true, out);
+    mk_bw_end(w, at);
     return MK_OK;
 }
 
 /* The bitwise operators: a number (Number(x)), a list of bit positions, or a Buffer. */
-static int bits_one(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                    bson_value_t *out)
+static int bits_one_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                        const char *key, size_t kl)
 {
     double d;
     if (!js_number(v, &d)) return mk_error_nomem(q->err);
     if (isnan(d)) return mk_cast_error(q->err, "number", v, loc_name(loc), q->model, NULL);
-    set_js_number(out, d);
+    bson_value_t c;
+    set_js_number(&c, d);
+    put(w, key, kl, &c);
     return MK_OK;
 }
 
-static int bits_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                     bson_value_t *out)
+static int bits_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                    const char *key, size_t kl)
 {
     if (v->value_type == BSON_TYPE_BINARY) {
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     }
-    if (v->value_type == BSON_TYPE_ARRAY) return list_cast(q, loc, v, bits_one, false, out);
-    return bits_one(q, loc, v, out);
+    if (v->value_type == BSON_TYPE_ARRAY)
+        return list_put(q, loc, v, bits_one_put, false, w, key, kl);
+    return bits_one_put(q, loc, v, w, key, kl);
 }
 
 /* castNumber (lib/cast/number.js), whose failures are Node assertion errors. */
@@ -433,26 +498,39 @@ int mk_cast_number_or_assert(mk_error_t *err, const bson_value_t *v, bson_value_
                         isnan(d) ? "!isNaN(val)" : "false");
 }
 
+static int number_assert_put(mk_qcast_t *q, const bson_value_t *v, mk_bw_t *w, const char *key,
+                             size_t kl)
+{
+    bson_value_t c;
+    mk_value_set_undefined(&c);
+    int rc = mk_cast_number_or_assert(q->err, v, &c);
+    return put_owned(w, key, kl, rc, &c);
+}
+
 /* $exists: castBoolean, whose failure is a CastError to `boolean`. */
-static int exists_cast(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                       bson_value_t *out)
+static int exists_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                      const char *key, size_t kl)
 {
     if (v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED) {
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     }
-    if (mk_cast_value_at(MK_CAST_BOOLEAN, v, NULL, NULL, out, NULL) == MK_OK) return MK_OK;
+    bson_value_t c;
+    if (mk_cast_value_at(MK_CAST_BOOLEAN, v, NULL, NULL, &c, NULL) == MK_OK) {
+        put(w, key, kl, &c);
+        return MK_OK;
+    }
     return mk_cast_error(q->err, "boolean", v, loc ? loc_name(loc) : NULL, q->model, "CastError");
 }
 
-static int type_cast(mk_qcast_t *q, const bson_value_t *v, bson_value_t *out)
+static int type_put(mk_qcast_t *q, const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
 {
     switch (v->value_type) {
     case BSON_TYPE_INT32:
     case BSON_TYPE_INT64:
     case BSON_TYPE_DOUBLE:
     case BSON_TYPE_UTF8:
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     default:
         return mk_error_set(q->err, 0, "Error", "$type parameter must be number or string");
@@ -467,32 +545,33 @@ static int cant_use(mk_qcast_t *q, const char *op, const char *type)
 
 /* $all on an array path: $elemMatch entries cast through the child schema, then the list is
  * cast as an array value. */
-static int array_all(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                     bson_value_t *out)
+static int array_all_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v, mk_bw_t *w,
+                         const char *key, size_t kl)
 {
-    bson_t list, src;
-    bson_init(&list);
+    mk_br_t r;
+    mk_bw_t list;
+    mk_bw_init(&list);
     int rc = MK_OK;
     const mk_schema_t *child = mk_schema_path_schema(loc->path);
     if (v->value_type != BSON_TYPE_ARRAY) {
-        bson_append_value(&list, "0", 1, v);
-    } else if (!view_doc(v, &src)) {
-        bson_destroy(&list);
+        mk_bw_value(&list, "0", 1, v);
+    } else if (!mk_br_init_value(&r, v)) {
+        mk_bw_free(&list);
         return corrupt(q->err);
     } else {
-        bson_iter_t it;
+        mk_elem_t el;
         uint32_t i = 0;
-        if (bson_iter_init(&it, &src)) {
-            while (bson_iter_next(&it)) {
-                const bson_value_t *e = bson_iter_value(&it);
-                bson_t ed, em;
+        {
+            while (mk_br_next(&r, &el)) {
+                const bson_value_t *e = &el.v;
+                bson_t ed;
                 bson_iter_t f;
                 char buf[16];
-                const char *key;
-                bson_uint32_to_string(i++, &key, buf, sizeof buf);
+                const char *ik;
+                size_t ikl = mk_bw_index_key(i++, buf, &ik);
                 if (child && e->value_type == BSON_TYPE_DOCUMENT && view_doc(e, &ed) &&
                     bson_iter_init_find(&f, &ed, "$elemMatch") && BSON_ITER_HOLDS_DOCUMENT(&f)) {
-                    bson_t sub, cast;
+                    bson_t sub;
                     const uint8_t *data;
                     uint32_t len;
                     bson_iter_document(&f, &len, &data);
@@ -500,387 +579,391 @@ static int array_all(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t
                         rc = corrupt(q->err);
                         break;
                     }
-                    bson_append_document_begin(&list, key, -1, &em);
-                    bson_append_document_begin(&em, "$elemMatch", -1, &cast);
-                    rc = mk_cast_filter_into(q, child, &sub, &cast);
-                    bson_append_document_end(&em, &cast);
-                    bson_append_document_end(&list, &em);
+                    size_t em = mk_bw_begin(&list, BSON_TYPE_DOCUMENT, ik, ikl);
+                    size_t cm = mk_bw_begin(&list, BSON_TYPE_DOCUMENT, "$elemMatch", 10);
+                    rc = mk_cast_filter_into(q, child, &sub, &list);
+                    mk_bw_end(&list, cm);
+                    mk_bw_end(&list, em);
                     if (rc != MK_OK) break;
                 } else {
-                    bson_append_value(&list, key, -1, e);
+                    mk_bw_value(&list, ik, ikl, e);
                 }
             }
         }
     }
+    bson_t view;
+    if (rc == MK_OK && !mk_bw_finish(&list, &view)) rc = mk_error_nomem(q->err);
     if (rc == MK_OK) {
         bson_value_t lv;
         lv.value_type = BSON_TYPE_ARRAY;
-        lv.value.v_doc.data = (uint8_t *)bson_get_data(&list);
-        lv.value.v_doc.data_len = list.len;
-        rc = array_value(q, loc, &lv, out);
+        lv.value.v_doc.data = (uint8_t *)bson_get_data(&view);
+        lv.value.v_doc.data_len = view.len;
+        rc = array_value_put(q, loc, &lv, w, key, kl);
     }
-    bson_destroy(&list);
+    mk_bw_free(&list);
     return rc;
 }
 
 /* $elemMatch on a primitive array: its operators cast by the array's handlers. */
-static int array_elem_match(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
-                            bson_value_t *out)
+static int array_elem_match_put(mk_qcast_t *q, const mk_path_loc_t *loc, const bson_value_t *v,
+                                mk_bw_t *w, const char *key, size_t kl)
 {
-    bson_t src, res;
+    mk_br_t r;
+    int rc = MK_OK;
+    size_t mark = mk_bw_mark(w);
     if (mk_schema_path_kind(loc->path) == MK_TYPE_DOCARRAY && v->value_type == BSON_TYPE_DOCUMENT) {
-        if (!view_doc(v, &src)) return corrupt(q->err);
-        bson_init(&res);
-        int rc = mk_cast_filter_into(q, mk_schema_path_schema(loc->path), &src, &res);
+        if (!mk_br_init_value(&r, v)) return corrupt(q->err);
+        size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+        rc = filter_into(q, mk_schema_path_schema(loc->path), &r, w);
         if (rc != MK_OK) {
-            bson_destroy(&res);
+            mk_bw_rollback(w, mark);
             return rc;
         }
-        mk_value_take_bson(&res, false, out);
+        mk_bw_end(w, at);
         return MK_OK;
     }
     if (v->value_type != BSON_TYPE_DOCUMENT) {
-        bson_value_copy(v, out);
+        put(w, key, kl, v);
         return MK_OK;
     }
-    if (!view_doc(v, &src)) return corrupt(q->err);
-    bson_init(&res);
-    bson_iter_t it;
-    int rc = MK_OK;
-    if (bson_iter_init(&it, &src)) {
-        while (bson_iter_next(&it)) {
-            const char *k = bson_iter_key(&it);
-            const bson_value_t *e = bson_iter_value(&it);
-            if (mk_is_query_operator(k) && e->value_type != BSON_TYPE_NULL &&
-                e->value_type != BSON_TYPE_UNDEFINED) {
-                bson_value_t c;
-                if ((rc = cast_op(q, loc, k, e, &c)) != MK_OK) break;
-                emit(&res, k, -1, &c);
-                bson_value_destroy(&c);
-            } else {
-                bson_append_value(&res, k, -1, e);
-            }
+    if (!mk_br_init_value(&r, v)) return corrupt(q->err);
+    size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+    mk_elem_t e;
+    while (mk_br_next(&r, &e)) {
+        if (mk_is_query_operator(e.key) && e.v.value_type != BSON_TYPE_NULL &&
+            e.v.value_type != BSON_TYPE_UNDEFINED) {
+            size_t el = mk_bw_mark(w);
+            if ((rc = cast_op_id_put(q, loc, e.key, op_id_n(e.key, e.keylen), &e.v, w, e.key,
+                                     e.keylen)) != MK_OK)
+                break;
+            null_if_undefined(w, el);
+        } else {
+            mk_bw_value(w, e.key, e.keylen, &e.v);
         }
     }
     if (rc != MK_OK) {
-        bson_destroy(&res);
+        mk_bw_rollback(w, mark);
         return rc;
     }
-    mk_value_take_bson(&res, false, out);
+    mk_bw_end(w, at);
     return MK_OK;
 }
 
 /* $or/$and/$nor under an array path: each condition through the child schema (or the model's
  * schema for primitive arrays). */
-static int array_logical(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
-                         const bson_value_t *v, bson_value_t *out)
+static int array_logical_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
+                             const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
 {
-    bson_t src, res;
+    mk_br_t r;
     if (v->value_type != BSON_TYPE_ARRAY)
         return mk_error_set(q->err, 0, "TypeError", "conditional %s requires an array", op);
-    if (!view_doc(v, &src)) return corrupt(q->err);
+    if (!mk_br_init_value(&r, v)) return corrupt(q->err);
     const mk_schema_t *s = mk_schema_path_schema(loc->path);
     if (!s) s = q->root;
-    bson_init(&res);
-    bson_iter_t it;
+    size_t mark = mk_bw_mark(w);
+    size_t at = mk_bw_begin(w, BSON_TYPE_ARRAY, key, kl);
+    mk_elem_t e;
     int rc = MK_OK;
     uint32_t i = 0;
-    if (bson_iter_init(&it, &src)) {
-        while (bson_iter_next(&it)) {
-            char buf[16];
-            const char *key;
-            bson_uint32_to_string(i++, &key, buf, sizeof buf);
-            if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-                bson_append_iter(&res, key, -1, &it);
-                continue;
-            }
-            bson_t sub, c;
-            const uint8_t *data;
-            uint32_t len;
-            bson_iter_document(&it, &len, &data);
-            if (!bson_init_static(&sub, data, len)) {
-                rc = corrupt(q->err);
-                break;
-            }
-            bson_append_document_begin(&res, key, -1, &c);
-            rc = mk_cast_filter_into(q, s, &sub, &c);
-            bson_append_document_end(&res, &c);
-            if (rc != MK_OK) break;
+    while (mk_br_next(&r, &e)) {
+        char buf[16];
+        const char *ik;
+        size_t ikl = mk_bw_index_key(i++, buf, &ik);
+        if (e.v.value_type != BSON_TYPE_DOCUMENT) {
+            mk_bw_value(w, ik, ikl, &e.v);
+            continue;
         }
+        mk_br_t sub;
+        if (!mk_br_init_value(&sub, &e.v)) {
+            rc = corrupt(q->err);
+            break;
+        }
+        size_t c = mk_bw_begin(w, BSON_TYPE_DOCUMENT, ik, ikl);
+        rc = filter_into(q, s, &sub, w);
+        mk_bw_end(w, c);
+        if (rc != MK_OK) break;
     }
     if (rc != MK_OK) {
-        bson_destroy(&res);
+        mk_bw_rollback(w, mark);
         return rc;
     }
-    mk_value_take_bson(&res, true, out);
+    mk_bw_end(w, at);
     return MK_OK;
 }
 
-static int array_op(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, const bson_value_t *v,
-                    bson_value_t *out)
+static int array_op_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, op_id_t id,
+                        const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
 {
-    switch (op_id(op)) {
+    switch (id) {
     case OP_ALL:
-        return array_all(q, loc, v, out);
+        return array_all_put(q, loc, v, w, key, kl);
     case OP_OPTIONS: { /* String(value) */
         char *s = mk_validate_js_string(v);
         if (!s) return mk_error_nomem(q->err);
-        memset(out, 0, sizeof *out);
-        out->value_type = BSON_TYPE_UTF8;
-        out->value.v_utf8.len = (uint32_t)strlen(s);
-        out->value.v_utf8.str = bson_strdup(s);
+        mk_bw_utf8(w, key, kl, s, strlen(s));
         free(s);
         return MK_OK;
     }
     case OP_ELEMMATCH:
-        return array_elem_match(q, loc, v, out);
+        return array_elem_match_put(q, loc, v, w, key, kl);
     case OP_LOGICAL:
-        return array_logical(q, loc, op, v, out);
+        return array_logical_put(q, loc, op, v, w, key, kl);
     case OP_GEO:
         return geo_unsupported(q->err, op);
     case OP_SIZE:
-        return mk_cast_number_or_assert(q->err, v, out);
+        return number_assert_put(q, v, w, key, kl);
     case OP_EXISTS:
-        return exists_cast(q, loc, v, out);
+        return exists_put(q, loc, v, w, key, kl);
     case OP_TYPE:
-        return type_cast(q, v, out);
+        return type_put(q, v, w, key, kl);
     case OP_EQ:
     case OP_NE:
     case OP_RANGE:
     case OP_NOT:
     case OP_REGEX:
-        return array_value(q, loc, v, out);
+        return array_value_put(q, loc, v, w, key, kl);
     case OP_IN:
     case OP_NIN:
-        return list_cast(q, loc, v, array_value, true, out);
+        return list_put(q, loc, v, array_value_put, true, w, key, kl);
     default:
         return cant_use(q, op, "Array");
     }
 }
 
 /* castForQuery(op, v) of a non-array SchemaType. */
-static int scalar_op(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, const bson_value_t *v,
-                     bson_value_t *out)
+static int scalar_op_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, op_id_t id,
+                         const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
 {
     mk_schematype_t kind = loc->element ? MK_TYPE_SUBDOC : mk_schema_path_kind(loc->path);
-    op_id_t id = op_id(op);
     /* SchemaType.prototype.$conditionalHandlers, shared by every type */
     switch (id) {
     case OP_EQ:
     case OP_NE:
-        return eq_cast(q, loc, v, out);
+        return eq_put(q, loc, v, w, key, kl);
     case OP_IN:
     case OP_NIN:
-        return list_cast(q, loc, v, eq_cast, true, out);
+        return list_put(q, loc, v, eq_put, true, w, key, kl);
     case OP_ALL:
-        return list_cast(q, loc, v, eq_cast, false, out);
+        return list_put(q, loc, v, eq_put, false, w, key, kl);
     case OP_EXISTS:
-        return exists_cast(q, loc, v, out);
+        return exists_put(q, loc, v, w, key, kl);
     case OP_TYPE:
-        return type_cast(q, v, out);
+        return type_put(q, v, w, key, kl);
     default:
         break;
     }
     switch (kind) {
     case MK_TYPE_STRING:
-        if (id == OP_RANGE || id == OP_NOT) return eq_cast(q, loc, v, out);
-        if (id == OP_OPTIONS) return plain_cast(q, loc, v, out);
+        if (id == OP_RANGE || id == OP_NOT) return eq_put(q, loc, v, w, key, kl);
+        if (id == OP_OPTIONS) return plain_put(q, loc, v, w, key, kl);
         if (id == OP_REGEX) {
             if (v->value_type == BSON_TYPE_REGEX) {
-                bson_value_copy(v, out);
+                put(w, key, kl, v);
                 return MK_OK;
             }
-            return plain_cast(q, loc, v, out);
+            return plain_put(q, loc, v, w, key, kl);
         }
         return cant_use(q, op, "String");
     case MK_TYPE_NUMBER:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
-        if (id == OP_MOD) return list_cast(q, loc, v, plain_cast, false, out);
-        if (id == OP_BITS) return bits_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
+        if (id == OP_MOD) return list_put(q, loc, v, plain_put, false, w, key, kl);
+        if (id == OP_BITS) return bits_put(q, loc, v, w, key, kl);
         return mk_cast_error(q->err, "number", v, loc_name(loc), q->model, NULL);
     case MK_TYPE_DATE:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
         return cant_use(q, op, "Date");
     case MK_TYPE_OBJECTID:
     case MK_TYPE_DECIMAL128:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
         return cant_use(q, op, NULL);
     case MK_TYPE_BOOLEAN:
-        return eq_cast(q, loc, v, out); /* any other operator: the operand cast as a value */
+        return eq_put(q, loc, v, w, key, kl); /* any other operator: the operand as a value */
     case MK_TYPE_BIGINT:
     case MK_TYPE_DOUBLE:
     case MK_TYPE_INT32:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
-        if (kind == MK_TYPE_INT32 && id == OP_BITS) return bits_cast(q, loc, v, out);
-        return eq_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
+        if (kind == MK_TYPE_INT32 && id == OP_BITS) return bits_put(q, loc, v, w, key, kl);
+        return eq_put(q, loc, v, w, key, kl);
     case MK_TYPE_BUFFER:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
-        if (id == OP_BITS) return bits_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
+        if (id == OP_BITS) return bits_put(q, loc, v, w, key, kl);
         return cant_use(q, op, "Buffer");
     case MK_TYPE_UUID:
-        if (id == OP_RANGE) return plain_cast(q, loc, v, out);
-        if (id == OP_BITS) return bits_cast(q, loc, v, out);
+        if (id == OP_RANGE) return plain_put(q, loc, v, w, key, kl);
+        if (id == OP_BITS) return bits_put(q, loc, v, w, key, kl);
         return cant_use(q, op, "UUID");
     default: /* sub-documents, maps */
         return cant_use(q, op, NULL);
     }
 }
 
-static int cast_op(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, const bson_value_t *v,
-                   bson_value_t *out)
+static int cast_op_id_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op, op_id_t id,
+                          const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
 {
-    mk_value_set_undefined(out);
-    if (!op) return eq_cast(q, loc, v, out);
+    if (!op) return eq_put(q, loc, v, w, key, kl);
     mk_schematype_t kind = mk_schema_path_kind(loc->path);
     if (!loc->element && (kind == MK_TYPE_MIXED || kind == MK_TYPE_NESTED)) {
-        bson_value_copy(v, out); /* Mixed#castForQuery returns the value as it is */
+        put(w, key, kl, v); /* Mixed#castForQuery returns the value as it is */
         return MK_OK;
     }
-    if (is_array_path(loc)) return array_op(q, loc, op, v, out);
-    return scalar_op(q, loc, op, v, out);
+    if (is_array_path(loc)) return array_op_put(q, loc, op, id, v, w, key, kl);
+    return scalar_op_put(q, loc, op, id, v, w, key, kl);
+}
+
+static int cast_op_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
+                       const bson_value_t *v, mk_bw_t *w, const char *key, size_t kl)
+{
+    return cast_op_id_put(q, loc, op, op ? op_id(op) : OP_OTHER, v, w, key, kl);
+}
+
+int mk_cast_for_query_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
+                          const bson_value_t *v, mk_bw_t *w, const char *key, size_t keylen)
+{
+    return cast_op_put(q, loc, op, v, w, key, keylen);
 }
 
 int mk_cast_for_query(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
                       const bson_value_t *v, bson_value_t *out)
 {
-    return cast_op(q, loc, op, v, out);
+    mk_value_set_undefined(out);
+    mk_bw_t w;
+    mk_bw_init(&w);
+    int rc = cast_op_put(q, loc, op, v, &w, "", 0);
+    bson_t view;
+    bson_iter_t it;
+    if (rc == MK_OK && (w.oom || !mk_bw_finish(&w, &view)))
+        rc = mk_error_nomem(q->err);
+    else if (rc == MK_OK && bson_iter_init(&it, &view) && bson_iter_next(&it) &&
+             !BSON_ITER_HOLDS_UNDEFINED(&it))
+        bson_value_copy(bson_iter_value(&it), out);
+    mk_bw_free(&w);
+    return rc;
 }
 
 /* ---------- lib/cast.js ---------- */
 
-static int keep(bson_t *out, const char *key, bson_iter_t *it)
+/* `{ path: { $op: v, ... } }` on a located SchemaType; `e` is its first condition, `r` reads
+ * the others. */
+static int cast_conditions(mk_qcast_t *q, const mk_path_loc_t *loc, const char *key, size_t kl,
+                           mk_br_t *r, mk_elem_t *e, mk_bw_t *w)
 {
-    bson_append_iter(out, key, -1, it);
-    return MK_OK;
-}
-
-/* `{ path: { $op: v, ... } }` on a located SchemaType. */
-static int cast_conditions(mk_qcast_t *q, const mk_path_loc_t *loc, const char *key,
-                           const bson_value_t *val, bson_t *out)
-{
-    bson_t src, res;
-    if (!view_doc(val, &src)) return corrupt(q->err);
-    bson_append_document_begin(out, key, -1, &res);
-    bson_iter_t it;
+    size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
     int result = MK_OK;
     mk_schematype_t kind = mk_schema_path_kind(loc->path);
     const mk_schema_t *child = loc->element || kind == MK_TYPE_DOCARRAY || kind == MK_TYPE_SUBDOC
                                    ? mk_schema_path_schema(loc->path)
                                    : NULL;
-    if (bson_iter_init(&it, &src)) {
-        while (bson_iter_next(&it)) {
-            const char *op = bson_iter_key(&it);
-            const bson_value_t *nested = bson_iter_value(&it);
-            bool truthy = mk_js_truthy(nested);
-            bson_value_t c;
-            int rc = MK_OK;
-            if (is_op(op, "$elemMatch")) {
-                bson_t sub, cm;
-                if (truthy && child && view_doc(nested, &sub) &&
-                    nested->value_type == BSON_TYPE_DOCUMENT) {
-                    bson_append_document_begin(&res, op, -1, &cm);
-                    rc = mk_cast_filter_into(q, child, &sub, &cm);
-                    bson_append_document_end(&res, &cm);
-                } else if (truthy && kind == MK_TYPE_ARRAY && !loc->element &&
-                           !has_non_null_key(nested, "$not")) {
-                    rc = cast_op(q, loc, op, nested, &c);
-                    if (rc == MK_OK) emit(&res, op, -1, &c);
-                    bson_value_destroy(&c);
-                } else {
-                    bson_append_value(&res, op, -1, nested);
-                }
-            } else if (is_op(op, "$not") && truthy) {
-                bson_t sub;
-                bson_iter_t first;
-                if (nested->value_type == BSON_TYPE_DOCUMENT && view_doc(nested, &sub) &&
-                    bson_iter_init(&first, &sub) && bson_iter_next(&first) &&
-                    mk_is_query_operator(bson_iter_key(&first))) {
-                    bson_t cn;
-                    bson_iter_t ni;
-                    bson_append_document_begin(&res, op, -1, &cn);
-                    if (bson_iter_init(&ni, &sub)) {
-                        while (bson_iter_next(&ni)) { /* a for...in: the first failure stops */
-                            rc = cast_op(q, loc, bson_iter_key(&ni), bson_iter_value(&ni), &c);
-                            if (rc != MK_OK) break;
-                            emit(&cn, bson_iter_key(&ni), -1, &c);
-                            bson_value_destroy(&c);
-                        }
-                    }
-                    bson_append_document_end(&res, &cn);
-                } else {
-                    rc = cast_op(q, loc, op, nested, &c);
-                    if (rc == MK_OK) emit(&res, op, -1, &c);
-                    bson_value_destroy(&c);
-                }
-            } else if (is_op(op, "$not")) {
-                bson_append_value(&res, op, -1, nested);
+    do {
+        const char *op = e->key;
+        size_t opl = e->keylen;
+        const bson_value_t *nested = &e->v;
+        bool truthy = mk_js_truthy(nested);
+        int rc = MK_OK;
+        size_t el = mk_bw_mark(w);
+        op_id_t id = op_id_n(op, opl);
+        if (id == OP_ELEMMATCH) {
+            mk_br_t sub;
+            if (truthy && child && nested->value_type == BSON_TYPE_DOCUMENT &&
+                mk_br_init_value(&sub, nested)) {
+                size_t cm = mk_bw_begin(w, BSON_TYPE_DOCUMENT, op, opl);
+                rc = filter_into(q, child, &sub, w);
+                mk_bw_end(w, cm);
+            } else if (truthy && kind == MK_TYPE_ARRAY && !loc->element &&
+                       !has_non_null_key(nested, "$not")) {
+                rc = cast_op_id_put(q, loc, op, id, nested, w, op, opl);
+                null_if_undefined(w, el);
             } else {
-                rc = cast_op(q, loc, op, nested, &c);
-                if (rc == MK_OK) emit(&res, op, -1, &c);
-                bson_value_destroy(&c);
+                mk_bw_value(w, op, opl, nested);
             }
-            if (rc == MK_ENOMEM) {
-                bson_append_document_end(out, &res);
-                return rc;
+        } else if (id == OP_NOT && truthy) {
+            mk_br_t sub;
+            mk_elem_t first;
+            if (nested->value_type == BSON_TYPE_DOCUMENT && mk_br_init_value(&sub, nested) &&
+                mk_br_next(&sub, &first) && mk_is_query_operator(first.key)) {
+                size_t cn = mk_bw_begin(w, BSON_TYPE_DOCUMENT, op, opl);
+                do { /* a for...in: the first failure stops */
+                    size_t ne = mk_bw_mark(w);
+                    rc = cast_op_id_put(q, loc, first.key, op_id_n(first.key, first.keylen),
+                                        &first.v, w, first.key, first.keylen);
+                    if (rc != MK_OK) break;
+                    null_if_undefined(w, ne);
+                } while (mk_br_next(&sub, &first));
+                mk_bw_end(w, cn);
+            } else {
+                rc = cast_op_id_put(q, loc, op, id, nested, w, op, opl);
+                null_if_undefined(w, el);
             }
-            if (rc != MK_OK) result = rc; /* keys are walked last to first: the first wins */
+        } else if (id == OP_NOT) {
+            mk_bw_value(w, op, opl, nested);
+        } else {
+            rc = cast_op_id_put(q, loc, op, id, nested, w, op, opl);
+            null_if_undefined(w, el);
         }
-    }
-    bson_append_document_end(out, &res);
+        if (rc == MK_ENOMEM) {
+            mk_bw_end(w, at);
+            return rc;
+        }
+        if (rc != MK_OK) result = rc; /* keys are walked last to first: the first wins */
+    } while (mk_br_next(r, e));
+    mk_bw_end(w, at);
     return result;
 }
 
 /* A path that the schema defines. */
-static int cast_located(mk_qcast_t *q, const mk_path_loc_t *loc, const char *key, bson_iter_t *it,
-                        bson_t *out)
+static int cast_located(mk_qcast_t *q, const mk_path_loc_t *loc, const char *key, size_t kl,
+                        const bson_value_t *val, mk_bw_t *w)
 {
-    const bson_value_t *val = bson_iter_value(it);
     mk_schematype_t kind = mk_schema_path_kind(loc->path);
     if (val->value_type == BSON_TYPE_NULL || val->value_type == BSON_TYPE_UNDEFINED) {
-        emit(out, key, -1, val);
+        mk_bw_null(w, key, kl);
         return MK_OK;
     }
     if (val->value_type == BSON_TYPE_DOCUMENT) {
-        bson_t d;
-        bson_iter_t k;
-        bool any_op = false;
-        if (!view_doc(val, &d) || !bson_iter_init(&k, &d)) return corrupt(q->err);
-        while (!any_op && bson_iter_next(&k)) any_op = mk_is_query_operator(bson_iter_key(&k));
-        if (any_op) return cast_conditions(q, loc, key, val, out);
+        mk_br_t r;
+        mk_elem_t e;
+        bool any_op = false, first = true;
+        if (!mk_br_init_value(&r, val)) return corrupt(q->err);
+        while (!any_op && mk_br_next(&r, &e)) {
+            any_op = mk_is_query_operator(e.key);
+            if (!any_op) first = false;
+        }
+        if (any_op) {
+            if (!first) { /* conditions are cast from the first key on */
+                mk_br_init_value(&r, val);
+                mk_br_next(&r, &e);
+            }
+            return cast_conditions(q, loc, key, kl, &r, &e, w);
+        }
     } else if (val->value_type == BSON_TYPE_ARRAY && kind != MK_TYPE_BUFFER &&
                (loc->element || (kind != MK_TYPE_ARRAY && kind != MK_TYPE_DOCARRAY))) {
         /* an array against a non-array path: implicit $in */
-        bson_value_t c;
-        int rc = list_cast(q, loc, val, eq_cast, false, &c);
-        if (rc != MK_OK) return rc;
-        bson_t in;
-        bson_append_document_begin(out, key, -1, &in);
-        bson_append_value(&in, "$in", 3, &c);
-        bson_append_document_end(out, &in);
-        bson_value_destroy(&c);
+        size_t mark = mk_bw_mark(w);
+        size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+        int rc = list_put(q, loc, val, eq_put, false, w, "$in", 3);
+        if (rc != MK_OK) {
+            mk_bw_rollback(w, mark);
+            return rc;
+        }
+        mk_bw_end(w, at);
         return MK_OK;
     }
-    bson_value_t c;
-    int rc = cast_op(q, loc, NULL, val, &c);
-    if (rc == MK_OK) emit(out, key, -1, &c);
-    bson_value_destroy(&c);
+    size_t el = mk_bw_mark(w);
+    int rc = cast_op_put(q, loc, NULL, val, w, key, kl);
+    null_if_undefined(w, el);
     return rc;
 }
 
 static mk_strict_t strict_query_of(const mk_qcast_t *q, const mk_schema_t *s)
 {
     if (q->fopts->has_strict_query) return q->fopts->strict_query;
-    const mk_schema_options_t *o = mk_schema_options(s);
-    bson_iter_t it;
-    if (o->raw && bson_iter_init_find(&it, o->raw, "strictQuery")) return o->strict_query;
+    if (mk_schema_names_strict_query(s)) return mk_schema_options(s)->strict_query;
     return MK_STRICT_FALSE; /* Mongoose 8's default */
 }
 
 /* A path the schema does not define. */
 static int cast_unknown(mk_qcast_t *q, const mk_schema_t *s, const char *path, const char *key,
-                        bson_iter_t *it, bson_t *out)
+                        size_t kl, const bson_value_t *val, mk_bw_t *w)
 {
-    const bson_value_t *val = bson_iter_value(it);
     if (val->value_type == BSON_TYPE_DOCUMENT) {
         bson_t d;
         bson_iter_t g;
@@ -905,108 +988,119 @@ static int cast_unknown(mk_qcast_t *q, const mk_schema_t *s, const char *path, c
         return mk_error_set(q->err, 0, "StrictModeError",
                             "Path \"%s\" is not in schema and strictQuery is 'throw'.", path);
     if (sq == MK_STRICT_TRUE) return MK_OK;
-    return keep(out, key, it);
+    mk_bw_value(w, key, kl, val);
+    return MK_OK;
 }
 
-static int cast_logical(mk_qcast_t *q, const mk_schema_t *s, const char *key, bson_iter_t *it,
-                        bson_t *out)
+static int cast_logical(mk_qcast_t *q, const mk_schema_t *s, const char *key, size_t kl,
+                        const bson_value_t *val, mk_bw_t *w)
 {
-    const bson_value_t *val = bson_iter_value(it);
     if (val->value_type != BSON_TYPE_ARRAY)
         return mk_cast_error(q->err, "Array", val, key, q->model, NULL);
-    bson_t src, arr;
-    if (!view_doc(val, &src)) return corrupt(q->err);
-    bson_append_array_begin(out, key, -1, &arr);
-    bson_iter_t e;
+    mk_br_t r;
+    if (!mk_br_init_value(&r, val)) return corrupt(q->err);
+    size_t arr = mk_bw_begin(w, BSON_TYPE_ARRAY, key, kl);
+    mk_elem_t e;
     int rc = MK_OK;
     uint32_t i = 0;
-    if (bson_iter_init(&e, &src)) {
-        while (bson_iter_next(&e)) { /* a for loop: the first failure stops */
-            char buf[16];
-            const char *ik;
-            bson_uint32_to_string(i, &ik, buf, sizeof buf);
-            const bson_value_t *ev = bson_iter_value(&e);
-            if (ev->value_type == BSON_TYPE_ARRAY) {
-                rc = mk_error_set(q->err, 0, "Error",
-                                  "Query filter must be an object, got an array ");
-                break;
-            }
-            if (ev->value_type != BSON_TYPE_DOCUMENT) {
-                bson_string_t *p = bson_string_new(key);
-                bson_string_append_printf(p, ".%u", i);
-                rc = mk_cast_error(q->err, "Object", ev, p->str, q->model, NULL);
-                bson_string_free(p, true);
-                break;
-            }
-            bson_t sub, c;
-            if (!view_doc(ev, &sub)) {
-                rc = corrupt(q->err);
-                break;
-            }
-            bson_append_document_begin(&arr, ik, -1, &c);
-            rc = mk_cast_filter_into(q, s, &sub, &c);
-            bson_append_document_end(&arr, &c);
-            if (rc != MK_OK) break;
-            i++;
+    while (mk_br_next(&r, &e)) { /* a for loop: the first failure stops */
+        char buf[16];
+        const char *ik;
+        size_t ikl = mk_bw_index_key(i, buf, &ik);
+        const bson_value_t *ev = &e.v;
+        if (ev->value_type == BSON_TYPE_ARRAY) {
+            rc = mk_error_set(q->err, 0, "Error", "Query filter must be an object, got an array ");
+            break;
         }
+        if (ev->value_type != BSON_TYPE_DOCUMENT) {
+            bson_string_t *p = bson_string_new(key);
+            bson_string_append_printf(p, ".%u", i);
+            rc = mk_cast_error(q->err, "Object", ev, p->str, q->model, NULL);
+            bson_string_free(p, true);
+            break;
+        }
+        mk_br_t sub;
+        if (!mk_br_init_value(&sub, ev)) {
+            rc = corrupt(q->err);
+            break;
+        }
+        size_t c = mk_bw_begin(w, BSON_TYPE_DOCUMENT, ik, ikl);
+        rc = filter_into(q, s, &sub, w);
+        mk_bw_end(w, c);
+        if (rc != MK_OK) break;
+        i++;
     }
-    bson_append_array_end(out, &arr);
+    mk_bw_end(w, arr);
     return rc;
 }
 
 /* One key of a filter; `path` is what is looked up in `s` (the key itself, or its remainder
  * inside a sub-schema), `key` what is written. */
 static int cast_key(mk_qcast_t *q, const mk_schema_t *s, const char *path, const char *key,
-                    bson_iter_t *it, bson_t *out)
+                    size_t kl, const bson_value_t *val, mk_bw_t *w)
 {
-    const bson_value_t *val = bson_iter_value(it);
     if (path[0] == '$') {
-        op_id_t id = op_id(path);
-        if (id == OP_LOGICAL) return cast_logical(q, s, key, it, out);
+        op_id_t id = op_id_n(path, kl - (size_t)(path - key));
+        if (id == OP_LOGICAL) return cast_logical(q, s, key, kl, val, w);
         if (id == OP_ELEMMATCH && val->value_type == BSON_TYPE_DOCUMENT) {
-            bson_t sub, c;
-            if (!view_doc(val, &sub)) return corrupt(q->err);
-            bson_append_document_begin(out, key, -1, &c);
-            int rc = mk_cast_filter_into(q, s, &sub, &c);
-            bson_append_document_end(out, &c);
+            mk_br_t sub;
+            if (!mk_br_init_value(&sub, val)) return corrupt(q->err);
+            size_t c = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+            int rc = filter_into(q, s, &sub, w);
+            mk_bw_end(w, c);
             return rc;
         }
+        if (is_op(path, "$where")) {
+            if (val->value_type != BSON_TYPE_UTF8 && val->value_type != BSON_TYPE_CODE &&
+                val->value_type != BSON_TYPE_CODEWSCOPE)
+                return mk_error_set(q->err, 0, "Error",
+                                    "Must have a string or function for $where");
+            mk_bw_value(w, key, kl, val);
+            return MK_OK;
+        }
+        if (is_op(path, "$expr") || is_op(path, "$text")) {
+            mk_bw_value(w, key, kl, val);
+            return MK_OK;
+        }
     }
-    if (path[0] == '$' && is_op(path, "$where")) {
-        if (val->value_type != BSON_TYPE_UTF8 && val->value_type != BSON_TYPE_CODE &&
-            val->value_type != BSON_TYPE_CODEWSCOPE)
-            return mk_error_set(q->err, 0, "Error", "Must have a string or function for $where");
-        return keep(out, key, it);
+    if (!s) { /* no casting below Mixed */
+        mk_bw_value(w, key, kl, val);
+        return MK_OK;
     }
-    if (path[0] == '$' && (is_op(path, "$expr") || is_op(path, "$text"))) return keep(out, key, it);
-    if (!s) return keep(out, key, it); /* no casting below Mixed */
     mk_path_loc_t loc;
-    mk_path_locate(s, path, &loc);
+    mk_path_locate_plan(s, s == q->root ? q->root_plan : NULL, path, kl - (size_t)(path - key),
+                        &loc);
     switch (loc.kind) {
     case MK_LOC_PATH:
-        return cast_located(q, &loc, key, it, out);
+        return cast_located(q, &loc, key, kl, val, w);
     case MK_LOC_CHILD:
-        return cast_key(q, loc.owner, path + loc.rest, key, it, out);
+        return cast_key(q, loc.owner, path + loc.rest, key, kl, val, w);
     case MK_LOC_OPAQUE:
     case MK_LOC_NESTED: /* Mongoose does not cast a nested object compared whole */
-        return keep(out, key, it);
+        mk_bw_value(w, key, kl, val);
+        return MK_OK;
     default:
-        return cast_unknown(q, s, path, key, it, out);
+        return cast_unknown(q, s, path, key, kl, val, w);
     }
 }
 
-int mk_cast_filter_into(mk_qcast_t *q, const mk_schema_t *s, const bson_t *filter, bson_t *out)
+static int filter_into(mk_qcast_t *q, const mk_schema_t *s, mk_br_t *r, mk_bw_t *w)
 {
-    bson_iter_t it;
-    if (!bson_iter_init(&it, filter)) return corrupt(q->err);
     int result = MK_OK;
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
-        int rc = cast_key(q, s, key, key, &it, out);
+    mk_elem_t e;
+    while (mk_br_next(r, &e)) {
+        int rc = cast_key(q, s, e.key, e.key, e.keylen, &e.v, w);
         if (rc == MK_ENOMEM) return rc;
         if (rc != MK_OK) result = rc; /* Mongoose walks keys last to first: the first wins */
     }
     return result;
+}
+
+int mk_cast_filter_into(mk_qcast_t *q, const mk_schema_t *s, const bson_t *filter, mk_bw_t *w)
+{
+    mk_br_t r;
+    if (!mk_br_init_bson(&r, filter)) return corrupt(q->err);
+    return filter_into(q, s, &r, w);
 }
 
 /* ---------- sanitizeFilter ---------- */
@@ -1102,12 +1196,33 @@ int mk_cast_filter(const mk_schema_t *s, const char *model_name, const bson_t *f
     if (!s || !filter || !out)
         return mk_error_setc(err, MK_CODE_BAD_VALUE, "mk_cast_filter needs a schema and a filter");
     if (!opts) opts = &none;
-    mk_qcast_t q = {.root = s, .model = model_name, .fn = opts->ctx, .fopts = opts, .err = err};
-    if (!opts->sanitize_filter) return mk_cast_filter_into(&q, s, filter, out);
+    mk_qcast_t q = {.root = s,
+                    .model = model_name,
+                    .fn = opts->ctx,
+                    .fopts = opts,
+                    .err = err,
+                    .root_plan = mk_cast_plan(s)};
     bson_t clean;
-    bson_init(&clean);
-    int rc = sanitize(filter, &clean, err);
-    if (rc == MK_OK) rc = mk_cast_filter_into(&q, s, &clean, out);
-    bson_destroy(&clean);
+    if (opts->sanitize_filter) {
+        bson_init(&clean);
+        int rc = sanitize(filter, &clean, err);
+        if (rc != MK_OK) {
+            bson_destroy(&clean);
+            return rc;
+        }
+        filter = &clean;
+    }
+    /* written in one buffer, then appended to `out` at once (also after a failure, as the
+     * fields cast so far were always left in `out`) */
+    mk_bw_t w;
+    mk_bw_init(&w);
+    int rc = mk_cast_filter_into(&q, s, filter, &w);
+    bson_t view;
+    if (w.oom || !mk_bw_finish(&w, &view))
+        rc = mk_error_nomem(err);
+    else
+        bson_concat(out, &view);
+    mk_bw_free(&w);
+    if (opts->sanitize_filter) bson_destroy(&clean);
     return rc;
 }

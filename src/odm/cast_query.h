@@ -148,13 +148,19 @@ typedef struct mk_qcast {
     const mk_fn_ctx_t *fn;              /* what setters see */
     const mk_cast_filter_opts_t *fopts; /* never NULL */
     mk_error_t *err;
+    const void *root_plan; /* mk_cast_plan(root), or NULL */
 } mk_qcast_t;
 
 /* SchemaType#castForQuery(op, v) for the located path (op NULL: a plain value). */
 int mk_cast_for_query(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
                       const bson_value_t *v, bson_value_t *out);
-/* lib/cast.js over `filter` with schema `s` (NULL: nothing is cast), appended to `out`. */
-int mk_cast_filter_into(mk_qcast_t *q, const mk_schema_t *s, const bson_t *filter, bson_t *out);
+/* The same, written to `w` as one element `key`: an undefined result is written as BSON
+ * undefined (the caller decides: null in filters, dropped in updates). Nothing is written when
+ * it fails. */
+int mk_cast_for_query_put(mk_qcast_t *q, const mk_path_loc_t *loc, const char *op,
+                          const bson_value_t *v, mk_bw_t *w, const char *key, size_t keylen);
+/* lib/cast.js over `filter` with schema `s` (NULL: nothing is cast), appended to `w`. */
+int mk_cast_filter_into(mk_qcast_t *q, const mk_schema_t *s, const bson_t *filter, mk_bw_t *w);
 /* lib/cast/number.js: null and undefined kept, else a number or Node's AssertionError. */
 int mk_cast_number_or_assert(mk_error_t *err, const bson_value_t *v, bson_value_t *out);
 /* Mongoose's isOperator: starts with `$` and is not $ref, $id or $db. */

@@ -8,16 +8,69 @@
 
 #include "odm/schema_fns.h"
 
-static const char *const update_ops[] = {
-    "$currentDate", "$inc",      "$min", "$max",  "$mul",  "$rename",  "$set", "$setOnInsert",
-    "$unset",       "$addToSet", "$pop", "$pull", "$push", "$pullAll", "$bit"};
+/* The update operators. */
+typedef enum {
+    U_CURRENTDATE,
+    U_INC,
+    U_MIN,
+    U_MAX,
+    U_MUL,
+    U_RENAME,
+    U_SET,
+    U_SETONINSERT,
+    U_UNSET,
+    U_ADDTOSET,
+    U_POP,
+    U_PULL,
+    U_PUSH,
+    U_PULLALL,
+    U_BIT,
+    U_NONE, /* not an update operator */
+} uop_t;
+
+static uop_t update_op_n(const char *k, size_t n)
+{
+    if (n < 4 || k[0] != '$') return U_NONE;
+    const char *s = k + 1;
+    size_t m = n - 1;
+#define IS(lit) (m == sizeof lit - 1 && memcmp(s, lit, sizeof lit - 1) == 0)
+    switch (s[0]) {
+    case 'c':
+        return IS("currentDate") ? U_CURRENTDATE : U_NONE;
+    case 'i':
+        return IS("inc") ? U_INC : U_NONE;
+    case 'm':
+        return IS("min") ? U_MIN : IS("max") ? U_MAX : IS("mul") ? U_MUL : U_NONE;
+    case 'r':
+        return IS("rename") ? U_RENAME : U_NONE;
+    case 's':
+        return IS("set") ? U_SET : IS("setOnInsert") ? U_SETONINSERT : U_NONE;
+    case 'u':
+        return IS("unset") ? U_UNSET : U_NONE;
+    case 'a':
+        return IS("addToSet") ? U_ADDTOSET : U_NONE;
+    case 'p':
+        return IS("pop")       ? U_POP
+               : IS("pull")    ? U_PULL
+               : IS("push")    ? U_PUSH
+               : IS("pullAll") ? U_PULLALL
+                               : U_NONE;
+    case 'b':
+        return IS("bit") ? U_BIT : U_NONE;
+    default:
+        return U_NONE;
+    }
+#undef IS
+}
+
+static uop_t update_op(const char *k)
+{
+    return update_op_n(k, strlen(k));
+}
 
 static bool is_update_op(const char *k)
 {
-    if (k[0] != '$') return false;
-    for (size_t i = 0; i < sizeof update_ops / sizeof update_ops[0]; i++)
-        if (update_ops[i][1] == k[1] && strcmp(k, update_ops[i]) == 0) return true;
-    return false;
+    return update_op(k) != U_NONE;
 }
 
 static bool eq(const char *a, const char *b)
@@ -26,9 +79,9 @@ static bool eq(const char *a, const char *b)
 }
 
 /* Operators whose values are written as data (castOps). */
-static bool is_cast_op(const char *op)
+static bool is_cast_op(uop_t op)
 {
-    return eq(op, "$push") || eq(op, "$addToSet") || eq(op, "$set") || eq(op, "$setOnInsert");
+    return op == U_PUSH || op == U_ADDTOSET || op == U_SET || op == U_SETONINSERT;
 }
 
 static int corrupt(mk_error_t *err)
@@ -62,6 +115,20 @@ static mk_setters_cast_opts_t doc_opts(const uctx_t *u)
     return so;
 }
 
+/* Writes an owned result when rc is MK_OK, and frees it either way. */
+static int put_owned(mk_bw_t *w, const char *key, size_t kl, int rc, bson_value_t *v)
+{
+    if (rc == MK_OK) mk_bw_result(w, key, kl, v);
+    mk_value_release(v);
+    return rc;
+}
+
+/* An update leaves out a field whose cast value is undefined. */
+static void drop_undefined(mk_bw_t *w, size_t at)
+{
+    if (mk_bw_type_at(w, at) == BSON_TYPE_UNDEFINED) mk_bw_rollback(w, at);
+}
+
 /* ---------- castUpdateVal ---------- */
 
 static bool is_array_kind(const mk_path_loc_t *loc)
@@ -74,6 +141,11 @@ static bool ends_with_index(const char *path)
 {
     size_t n = strlen(path);
     return n > 0 && path[n - 1] >= '0' && path[n - 1] <= '9';
+}
+
+static bool is_nullish(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED;
 }
 
 /* $push/$addToSet of an object or array to an array path: wrapped to the array's depth, cast
@@ -126,105 +198,127 @@ static int push_value(uctx_t *u, const mk_path_loc_t *loc, const bson_value_t *v
     return MK_OK;
 }
 
-/* castUpdateVal(schematype, val, op, $conditional): `loc` NULL when the path is not in the
- * schema. */
-static int update_value(uctx_t *u, const mk_path_loc_t *loc, const bson_value_t *v, const char *op,
-                        const char *key, const char *full, bson_value_t *out)
+/* A new element of a document array under $set: the child's fields cast, with an _id first
+ * when the child has an auto one. */
+static int set_element(uctx_t *u, const mk_path_loc_t *loc, const bson_value_t *v,
+                       const mk_setters_cast_opts_t *so, mk_bw_t *w, const char *dk, size_t dkl)
 {
-    mk_value_set_undefined(out);
-    bool number_op = eq(op, "$pop") || eq(op, "$inc");
+    bson_t d, b;
+    if (!view_doc(v, &d)) return corrupt(u->err);
+    bson_init(&b);
+    bson_oid_t oid;
+    bson_iter_t idit;
+    const mk_schema_t *child = mk_schema_path_schema(loc->path);
+    const mk_schema_path_t *id = mk_schema_path(child, "_id");
+    bson_iter_t auto_opt;
+    if (id && mk_schema_path_option(id, "auto", &auto_opt) &&
+        mk_js_truthy(bson_iter_value(&auto_opt)) && !bson_iter_init_find(&idit, &d, "_id")) {
+        bson_oid_init(&oid, NULL);
+        bson_append_oid(&b, "_id", 3, &oid);
+    }
+    int rc = mk_setters_cast_fields(child, &d, u->q.fn, so, &b, u->err);
+    if (rc == MK_OK) {
+        size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, dk, dkl);
+        mk_bw_fields(w, &b);
+        mk_bw_end(w, at);
+    }
+    bson_destroy(&b);
+    return rc;
+}
+
+/* castUpdateVal(schematype, val, op, $conditional), written to `w` as the element `dk` (an
+ * undefined result as BSON undefined, nothing on failure): `loc` NULL when the path is not in
+ * the schema. */
+static int update_put(uctx_t *u, const mk_path_loc_t *loc, const bson_value_t *v, uop_t op,
+                      const char *key, const char *full, mk_bw_t *w, const char *dk, size_t dkl)
+{
+    bool number_op = op == U_POP || op == U_INC;
+    bson_value_t c;
     if (!loc) {
-        if (!number_op) {
-            bson_value_copy(v, out);
+        if (!number_op || is_nullish(v)) {
+            mk_bw_result(w, dk, dkl, v);
             return MK_OK;
         }
-        if (v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED) {
-            bson_value_copy(v, out);
-            return MK_OK;
-        }
-        if (mk_cast_value_at(MK_CAST_NUMBER, v, NULL, NULL, out, NULL) == MK_OK) return MK_OK;
+        if (mk_cast_value_at(MK_CAST_NUMBER, v, NULL, NULL, &c, NULL) == MK_OK)
+            return put_owned(w, dk, dkl, MK_OK, &c);
         return mk_cast_error(u->err, "number", v, full, NULL, NULL);
     }
     bool object_or_array = v->value_type == BSON_TYPE_DOCUMENT || v->value_type == BSON_TYPE_ARRAY;
-    if (is_array_kind(loc) && (eq(op, "$push") || eq(op, "$addToSet")) && object_or_array)
-        return push_value(u, loc, v, out);
-    if (eq(op, "$unset")) {
-        bson_value_copy(v, out);
+    if (is_array_kind(loc) && (op == U_PUSH || op == U_ADDTOSET) && object_or_array) {
+        mk_value_set_undefined(&c);
+        int rc = push_value(u, loc, v, &c);
+        return put_owned(w, dk, dkl, rc, &c);
+    }
+    if (op == U_UNSET) {
+        mk_bw_result(w, dk, dkl, v);
         return MK_OK;
     }
     const char *name = mk_path_loc_name(loc);
     if (number_op) {
-        if (v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_UNDEFINED)
-            return mk_cast_error(u->err, "number", v, name, NULL, NULL);
-        if (eq(op, "$inc")) return mk_cast_for_query(&u->q, loc, NULL, v, out);
-        if (mk_cast_value_at(MK_CAST_NUMBER, v, NULL, NULL, out, NULL) == MK_OK) return MK_OK;
+        if (is_nullish(v)) return mk_cast_error(u->err, "number", v, name, NULL, NULL);
+        if (op == U_INC) return mk_cast_for_query_put(&u->q, loc, NULL, v, w, dk, dkl);
+        if (mk_cast_value_at(MK_CAST_NUMBER, v, NULL, NULL, &c, NULL) == MK_OK)
+            return put_owned(w, dk, dkl, MK_OK, &c);
         return mk_cast_error(u->err, "number", v, name, NULL, NULL);
     }
-    if (eq(op, "$currentDate")) {
+    if (op == U_CURRENTDATE) {
         if (v->value_type == BSON_TYPE_DOCUMENT) {
-            bson_t d, r;
+            bson_t d;
             bson_iter_t it;
             if (!view_doc(v, &d)) return corrupt(u->err);
-            bson_init(&r);
+            size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, dk, dkl);
             if (bson_iter_init_find(&it, &d, "$type"))
-                bson_append_iter(&r, "$type", 5, &it);
+                mk_bw_iter(w, "$type", 5, &it);
             else
-                bson_append_null(&r, "$type", 5);
-            mk_value_take_bson(&r, false, out);
+                mk_bw_null(w, "$type", 5);
+            mk_bw_end(w, at);
             return MK_OK;
         }
-        out->value_type = BSON_TYPE_BOOL;
-        out->value.v_bool = mk_js_truthy(v);
+        c.value_type = BSON_TYPE_BOOL;
+        c.value.v_bool = mk_js_truthy(v);
+        mk_bw_value(w, dk, dkl, &c);
         return MK_OK;
     }
-    if (is_update_op(key)) return mk_cast_for_query(&u->q, loc, key, v, out);
+    if (is_update_op(key)) return mk_cast_for_query_put(&u->q, loc, key, v, w, dk, dkl);
     mk_schematype_t kind = mk_schema_path_kind(loc->path);
-    if (eq(op, "$set") || eq(op, "$setOnInsert")) {
-        bool whole_array = v->value_type != BSON_TYPE_NULL &&
-                           v->value_type != BSON_TYPE_UNDEFINED && is_array_kind(loc) &&
-                           !ends_with_index(full);
+    if (op == U_SET || op == U_SETONINSERT) {
+        bool whole_array = !is_nullish(v) && is_array_kind(loc) && !ends_with_index(full);
         if (whole_array || kind == MK_TYPE_MIXED || loc->element || kind == MK_TYPE_SUBDOC) {
             mk_setters_cast_opts_t so = doc_opts(u);
             so.query_form = kind == MK_TYPE_SUBDOC;
             so.err_path = loc->element ? NULL : mk_path_loc_name(loc);
             if (loc->element) {
                 if (v->value_type != BSON_TYPE_DOCUMENT)
-                    return mk_cast_for_query(&u->q, loc, NULL, v, out);
-                bson_t d, b;
-                if (!view_doc(v, &d)) return corrupt(u->err);
-                bson_init(&b);
-                bson_oid_t oid;
-                bson_iter_t idit;
-                const mk_schema_t *child = mk_schema_path_schema(loc->path);
-                const mk_schema_path_t *id = mk_schema_path(child, "_id");
-                bson_iter_t auto_opt;
-                if (id && mk_schema_path_option(id, "auto", &auto_opt) &&
-                    mk_js_truthy(bson_iter_value(&auto_opt)) &&
-                    !bson_iter_init_find(&idit, &d, "_id")) {
-                    bson_oid_init(&oid, NULL);
-                    bson_append_oid(&b, "_id", 3, &oid);
-                }
-                int rc = mk_setters_cast_fields(child, &d, u->q.fn, &so, &b, u->err);
-                if (rc != MK_OK) {
-                    bson_destroy(&b);
-                    return rc;
-                }
-                mk_value_take_bson(&b, false, out);
-                return MK_OK;
+                    return mk_cast_for_query_put(&u->q, loc, NULL, v, w, dk, dkl);
+                return set_element(u, loc, v, &so, w, dk, dkl);
             }
-            return mk_setters_cast(loc->owner, loc->path, u->q.fn, v, &so, out, u->err);
+            mk_value_set_undefined(&c);
+            int rc = mk_setters_cast(loc->owner, loc->path, u->q.fn, v, &so, &c, u->err);
+            return put_owned(w, dk, dkl, rc, &c);
         }
     }
-    return mk_cast_for_query(&u->q, loc, NULL, v, out);
+    return mk_cast_for_query_put(&u->q, loc, NULL, v, w, dk, dkl);
+}
+
+/* update_put, then what Mongoose does with an undefined result: the field is left out. */
+static int update_emit(uctx_t *u, const mk_path_loc_t *loc, const bson_value_t *v, uop_t op,
+                       const char *key, const char *full, mk_bw_t *w, const char *dk, size_t dkl)
+{
+    size_t at = mk_bw_mark(w);
+    int rc = update_put(u, loc, v, op, key, full, w, dk, dkl);
+    if (rc == MK_OK) drop_undefined(w, at);
+    return rc;
 }
 
 /* ---------- walkUpdatePath ---------- */
 
 static bool immutable(const mk_path_loc_t *loc)
 {
+    if (!loc) return false;
+    const mk_path_info_t *pi = mk_loc_info(loc);
+    if (pi) return pi->immutable;
     bson_iter_t it;
-    return loc && mk_schema_path_option(loc->path, "immutable", &it) &&
-           mk_js_truthy(bson_iter_value(&it));
+    return mk_schema_path_option(loc->path, "immutable", &it) && mk_js_truthy(bson_iter_value(&it));
 }
 
 /* handleImmutable: 1 when the key is removed, 0 when kept, MK_ERR for strict 'throw'. */
@@ -241,10 +335,10 @@ static int handle_immutable(uctx_t *u, const mk_path_loc_t *loc, const char *ful
 
 /* The SchemaType Mongoose's schema._getSchema finds for a path, or NULL. Below a Mixed path
  * that is the Mixed path; an operator below an array ($pull conditions) is the array. */
-static const mk_path_loc_t *schematype_of(const mk_schema_t *root, const char *path,
+static const mk_path_loc_t *schematype_of(const uctx_t *u, const char *path, size_t len,
                                           const char *key, mk_path_loc_t *loc)
 {
-    mk_path_locate_deep(root, path, loc);
+    mk_path_locate_deep_plan(u->root, u->q.root_plan, path, len, loc);
     if (loc->kind == MK_LOC_PATH) return loc;
     if (loc->kind == MK_LOC_OPAQUE) {
         mk_schematype_t k = mk_schema_path_kind(loc->path);
@@ -273,6 +367,7 @@ static bool has_caster(const mk_path_loc_t *st)
 typedef struct {
     char inline_[256];
     char *s;
+    size_t len;
     bool heap;
 } name_t;
 
@@ -281,9 +376,11 @@ static bool name_join(name_t *n, const char *prefix, const char *key)
     n->heap = false;
     if (!prefix) {
         n->s = (char *)key;
+        n->len = strlen(key);
         return true;
     }
     size_t a = strlen(prefix), b = strlen(key), len = a + b + 2;
+    n->len = a + 1 + b;
     n->s = n->inline_;
     if (len > sizeof n->inline_) {
         n->s = malloc(len);
@@ -299,13 +396,6 @@ static bool name_join(name_t *n, const char *prefix, const char *key)
 static void name_free(name_t *n)
 {
     if (n->heap) free(n->s);
-}
-
-static int emit_value(bson_t *dst, const char *key, bson_value_t *v)
-{
-    if (v->value_type != BSON_TYPE_UNDEFINED) bson_append_value(dst, key, -1, v);
-    bson_value_destroy(v);
-    return MK_OK;
 }
 
 /* ToInt32(Number(x)), what `x | 0` gives. */
@@ -328,70 +418,66 @@ static int32_t js_int32(const bson_value_t *v)
 }
 
 /* { $each: [...], $slice, $sort, $position } under $push / $addToSet. */
-static int each_modifier(uctx_t *u, const mk_path_loc_t *st, const bson_t *val, const char *op,
-                         const char *key, const char *full, bson_t *dst)
+static int each_modifier(uctx_t *u, const mk_path_loc_t *st, const bson_t *val, uop_t op,
+                         const char *key, size_t kl, const char *full, mk_bw_t *w)
 {
     bson_iter_t it;
-    bson_t m;
     int rc = MK_OK;
-    bson_append_document_begin(dst, key, -1, &m);
-    if (bson_iter_init_find(&it, val, "$each")) {
-        bson_value_t c;
-        rc = update_value(u, st, bson_iter_value(&it), op, key, full, &c);
-        if (rc == MK_OK) emit_value(&m, "$each", &c);
-    }
+    size_t m = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+    if (bson_iter_init_find(&it, val, "$each"))
+        rc = update_emit(u, st, bson_iter_value(&it), op, key, full, w, "$each", 5);
     if (rc == MK_OK && bson_iter_init_find(&it, val, "$slice") && !BSON_ITER_HOLDS_NULL(&it) &&
         !BSON_ITER_HOLDS_UNDEFINED(&it))
-        bson_append_int32(&m, "$slice", 6, js_int32(bson_iter_value(&it)));
+        mk_bw_int32(w, "$slice", 6, js_int32(bson_iter_value(&it)));
     if (rc == MK_OK && bson_iter_init_find(&it, val, "$sort") && mk_js_truthy(bson_iter_value(&it)))
-        bson_append_iter(&m, "$sort", 5, &it);
+        mk_bw_iter(w, "$sort", 5, &it);
     if (rc == MK_OK && bson_iter_init_find(&it, val, "$position") && !BSON_ITER_HOLDS_NULL(&it) &&
         !BSON_ITER_HOLDS_UNDEFINED(&it)) {
         bson_value_t c;
-        rc = mk_cast_number_or_assert(u->err, bson_iter_value(&it), &c);
-        if (rc == MK_OK) emit_value(&m, "$position", &c);
+        mk_value_set_undefined(&c);
+        size_t at = mk_bw_mark(w);
+        rc = put_owned(w, "$position", 9,
+                       mk_cast_number_or_assert(u->err, bson_iter_value(&it), &c), &c);
+        if (rc == MK_OK) drop_undefined(w, at);
     }
-    bson_append_document_end(dst, &m);
+    mk_bw_end(w, m);
     return rc;
 }
 
-static int walk(uctx_t *u, const char *op, const bson_t *obj, const char *prefix, bson_t *dst);
+static int walk(uctx_t *u, uop_t op, mk_br_t *r, const char *prefix, mk_bw_t *w);
 
 /* A key whose value is a plain object. */
-static int walk_object(uctx_t *u, const char *op, const char *key, const char *full,
-                       const bson_value_t *v, bson_t *dst)
+static int walk_object(uctx_t *u, uop_t op, const char *key, size_t kl, const char *full,
+                       size_t flen, const bson_value_t *v, mk_bw_t *w)
 {
     bson_t val;
     if (!view_doc(v, &val)) return corrupt(u->err);
     mk_path_loc_t loc;
-    const mk_path_loc_t *st = schematype_of(u->root, full, key, &loc);
-    if (!eq(op, "$setOnInsert")) {
+    const mk_path_loc_t *st = schematype_of(u, full, flen, key, &loc);
+    if (op != U_SETONINSERT) {
         int im = handle_immutable(u, st, full);
         if (im != 0) return im == 1 ? MK_OK : im;
     }
     if (st && has_caster(st) && is_cast_op(op)) {
         bson_iter_t each;
         if (bson_iter_init_find(&each, &val, "$each"))
-            return each_modifier(u, st, &val, op, key, full, dst);
-        bson_value_t c;
-        int rc;
+            return each_modifier(u, st, &val, op, key, kl, full, w);
         if (mk_schema_path_kind(st->path) == MK_TYPE_SUBDOC && !st->element) {
             mk_setters_cast_opts_t so = doc_opts(u);
             so.query_form = true;
             so.err_path = mk_path_loc_name(st);
-            rc = mk_setters_cast(st->owner, st->path, u->q.fn, v, &so, &c, u->err);
-        } else {
-            rc = update_value(u, st, v, op, key, full, &c);
+            bson_value_t c;
+            mk_value_set_undefined(&c);
+            size_t at = mk_bw_mark(w);
+            int rc = put_owned(
+                w, key, kl, mk_setters_cast(st->owner, st->path, u->q.fn, v, &so, &c, u->err), &c);
+            if (rc == MK_OK) drop_undefined(w, at);
+            return rc;
         }
-        if (rc != MK_OK) return rc;
-        return emit_value(dst, key, &c);
+        return update_emit(u, st, v, op, key, full, w, key, kl);
     }
-    if (eq(op, "$currentDate") || (is_cast_op(op) && st)) {
-        bson_value_t c;
-        int rc = update_value(u, st, v, op, key, full, &c);
-        if (rc != MK_OK) return rc;
-        return emit_value(dst, key, &c);
-    }
+    if (op == U_CURRENTDATE || (is_cast_op(op) && st))
+        return update_emit(u, st, v, op, key, full, w, key, kl);
     /* walk into the object: a nested path, or a path not in the schema */
     if (loc.kind == MK_LOC_UNKNOWN ||
         (loc.kind == MK_LOC_OPAQUE && mk_schema_path_kind(loc.path) != MK_TYPE_MIXED)) {
@@ -402,10 +488,11 @@ static int walk_object(uctx_t *u, const char *op, const char *key, const char *f
                                 full);
         if (strict == MK_STRICT_TRUE) return MK_OK;
     }
-    bson_t sub;
-    bson_append_document_begin(dst, key, -1, &sub);
-    int rc = walk(u, op, &val, full, &sub);
-    bson_append_document_end(dst, &sub);
+    size_t sub = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+    mk_br_t r;
+    mk_br_init(&r, v->value.v_doc.data, v->value.v_doc.data_len);
+    int rc = walk(u, op, &r, full, w);
+    mk_bw_end(w, sub);
     return rc;
 }
 
@@ -415,10 +502,10 @@ static bool is_modifier_key(const char *k)
 }
 
 /* A key whose value is not a plain object. */
-static int walk_value(uctx_t *u, const char *op, const char *key, const char *prefix,
-                      const char *full, const bson_value_t *v, bson_t *dst)
+static int walk_value(uctx_t *u, uop_t op, const char *key, size_t kl, const char *prefix,
+                      const char *full, size_t flen, const bson_value_t *v, mk_bw_t *w)
 {
-    bool modifier = is_modifier_key(key);
+    bool modifier = key[0] == '$' && is_modifier_key(key);
     if (modifier && !prefix)
         return mk_error_set(u->err, 0, "MongooseError",
                             "Invalid update: Unexpected modifier \"%s\" as a key in operator. Did "
@@ -428,8 +515,8 @@ static int walk_value(uctx_t *u, const char *op, const char *key, const char *pr
                             key);
     const char *check = modifier ? prefix : full;
     mk_path_loc_t loc;
-    const mk_path_loc_t *st = schematype_of(u->root, check, key, &loc);
-    if (!eq(op, "$setOnInsert")) {
+    const mk_path_loc_t *st = schematype_of(u, check, modifier ? strlen(check) : flen, key, &loc);
+    if (op != U_SETONINSERT) {
         int im = handle_immutable(u, st, full);
         if (im != 0) return im == 1 ? MK_OK : im;
     }
@@ -441,87 +528,86 @@ static int walk_value(uctx_t *u, const char *op, const char *key, const char *pr
                                 full);
         if (strict != MK_STRICT_FALSE) return MK_OK;
     }
-    if (eq(op, "$rename")) {
-        bson_append_value(dst, key, -1, v); /* Mongoose 8 leaves $rename values alone */
+    if (op == U_RENAME) {
+        mk_bw_value(w, key, kl, v); /* Mongoose 8 leaves $rename values alone */
         return MK_OK;
     }
-    bson_value_t c;
-    int rc = update_value(u, st, v, op, key, full, &c);
+    size_t at = mk_bw_mark(w);
+    int rc = update_emit(u, st, v, op, key, full, w, key, kl);
     if (rc != MK_OK) return rc;
-    if (c.value_type == BSON_TYPE_ARRAY && (eq(op, "$addToSet") || eq(op, "$push")) &&
+    if (mk_bw_type_at(w, at) == BSON_TYPE_ARRAY && (op == U_ADDTOSET || op == U_PUSH) &&
         !eq(key, "$each") && st && !st->element) {
         mk_schematype_t k = mk_schema_path_kind(st->path);
         const mk_schema_path_t *e = mk_schema_path_element(st->path);
         bool wrap = k == MK_TYPE_DOCARRAY ||
                     (k == MK_TYPE_ARRAY && e && mk_schema_path_kind(e) != MK_TYPE_ARRAY &&
                      mk_schema_path_kind(e) != MK_TYPE_MIXED);
-        if (wrap) { /* pushing an array pushes its elements */
-            bson_t m;
-            bson_append_document_begin(dst, key, -1, &m);
-            emit_value(&m, "$each", &c);
-            bson_append_document_end(dst, &m);
-            return MK_OK;
-        }
+        if (wrap) mk_bw_wrap(w, at, "$each"); /* pushing an array pushes its elements */
     }
-    return emit_value(dst, key, &c);
+    return MK_OK;
 }
 
 /* $pull on a sub-document or document array: its value is a filter of the child schema. */
-static int walk_pull_filter(uctx_t *u, const char *key, const mk_path_loc_t *st,
-                            const bson_value_t *v, bson_t *dst)
+static int walk_pull_filter(uctx_t *u, const char *key, size_t kl, const mk_path_loc_t *st,
+                            const bson_value_t *v, mk_bw_t *w)
 {
-    bson_t f, c;
+    bson_t f;
     if (v->value_type != BSON_TYPE_DOCUMENT) {
-        bson_append_value(dst, key, -1, v);
+        mk_bw_value(w, key, kl, v);
         return MK_OK;
     }
     if (!view_doc(v, &f)) return corrupt(u->err);
-    bson_append_document_begin(dst, key, -1, &c);
-    int rc = mk_cast_filter_into(&u->q, mk_schema_path_schema(st->path), &f, &c);
-    bson_append_document_end(dst, &c);
+    size_t c = mk_bw_begin(w, BSON_TYPE_DOCUMENT, key, kl);
+    int rc = mk_cast_filter_into(&u->q, mk_schema_path_schema(st->path), &f, w);
+    mk_bw_end(w, c);
     return rc;
 }
 
-static int walk(uctx_t *u, const char *op, const bson_t *obj, const char *prefix, bson_t *dst)
+/* One field of an operator's object: `key` under `prefix` (NULL at the top). */
+static int walk_key(uctx_t *u, uop_t op, const char *key, size_t kl, const bson_value_t *v,
+                    const char *prefix, mk_bw_t *w)
 {
-    bson_iter_t it;
-    if (!bson_iter_init(&it, obj)) return corrupt(u->err);
-    int result = MK_OK;
-    while (bson_iter_next(&it)) {
-        const char *key = bson_iter_key(&it);
-        const bson_value_t *v = bson_iter_value(&it);
-        name_t full;
-        if (!name_join(&full, prefix, key)) return mk_error_nomem(u->err);
-        int rc = MK_OK;
-        bool done = false;
-        if (eq(op, "$pull")) {
-            mk_path_loc_t loc;
-            mk_path_locate_deep(u->root, full.s, &loc);
-            mk_schematype_t k = loc.kind == MK_LOC_PATH ? mk_schema_path_kind(loc.path) : 0;
-            if (k == MK_TYPE_DOCARRAY || k == MK_TYPE_SUBDOC) {
-                rc = walk_pull_filter(u, key, &loc, v, dst);
-                done = true;
-            }
-        }
-        if (!done && eq(op, "$bit") && v->value_type == BSON_TYPE_DOCUMENT) {
-            /* { and|or|xor: n } is kept; only the path follows `strict` */
-            mk_path_loc_t loc;
-            mk_path_locate_deep(u->root, full.s, &loc);
-            if (loc.kind == MK_LOC_PATH || strict_at(u, loc.owner) == MK_STRICT_FALSE)
-                bson_append_value(dst, key, -1, v);
-            else if (strict_at(u, loc.owner) == MK_STRICT_THROW)
-                rc = mk_error_set(u->err, 0, "StrictModeError",
-                                  "Field `%s` is not in schema and strict mode is set to throw.",
-                                  full.s);
+    name_t full;
+    if (!name_join(&full, prefix, key)) return mk_error_nomem(u->err);
+    int rc = MK_OK;
+    bool done = false;
+    if (op == U_PULL) {
+        mk_path_loc_t loc;
+        mk_path_locate_deep(u->root, full.s, &loc);
+        mk_schematype_t k = loc.kind == MK_LOC_PATH ? mk_schema_path_kind(loc.path) : 0;
+        if (k == MK_TYPE_DOCARRAY || k == MK_TYPE_SUBDOC) {
+            rc = walk_pull_filter(u, key, kl, &loc, v, w);
             done = true;
         }
-        if (!done) {
-            if (v->value_type == BSON_TYPE_DOCUMENT)
-                rc = walk_object(u, op, key, full.s, v, dst);
-            else
-                rc = walk_value(u, op, key, prefix, full.s, v, dst);
-        }
-        name_free(&full);
+    }
+    if (!done && op == U_BIT && v->value_type == BSON_TYPE_DOCUMENT) {
+        /* { and|or|xor: n } is kept; only the path follows `strict` */
+        mk_path_loc_t loc;
+        mk_path_locate_deep(u->root, full.s, &loc);
+        if (loc.kind == MK_LOC_PATH || strict_at(u, loc.owner) == MK_STRICT_FALSE)
+            mk_bw_value(w, key, kl, v);
+        else if (strict_at(u, loc.owner) == MK_STRICT_THROW)
+            rc = mk_error_set(u->err, 0, "StrictModeError",
+                              "Field `%s` is not in schema and strict mode is set to throw.",
+                              full.s);
+        done = true;
+    }
+    if (!done) {
+        if (v->value_type == BSON_TYPE_DOCUMENT)
+            rc = walk_object(u, op, key, kl, full.s, full.len, v, w);
+        else
+            rc = walk_value(u, op, key, kl, prefix, full.s, full.len, v, w);
+    }
+    name_free(&full);
+    return rc;
+}
+
+static int walk(uctx_t *u, uop_t op, mk_br_t *r, const char *prefix, mk_bw_t *w)
+{
+    int result = MK_OK;
+    mk_elem_t e;
+    while (mk_br_next(r, &e)) {
+        int rc = walk_key(u, op, e.key, e.keylen, &e.v, prefix, w);
         if (rc == MK_ENOMEM) return rc;
         if (rc != MK_OK) result = rc; /* Mongoose walks keys last to first: the first wins */
     }
@@ -550,33 +636,116 @@ static const char *js_typeof(const bson_value_t *v)
     }
 }
 
-/* One operator's fields, cast into `out` unless nothing is left. */
-static int cast_op(uctx_t *u, const char *op, const bson_value_t *val, bson_t *out)
+/* A top-level field of an update. */
+typedef struct {
+    const char *key;
+    uint32_t keylen;
+    uop_t op;
+    bson_value_t v; /* a view into the update */
+} top_t;
+
+/* One operator's fields (those of `val`, then the `nsugar` sugar keys merged into $set), cast
+ * into `w` unless nothing is left. */
+static int cast_op(uctx_t *u, uop_t op, const char *name, const bson_value_t *val,
+                   const top_t *sugar, size_t nsugar, mk_bw_t *w)
 {
-    bson_t src, res;
-    switch (val->value_type) {
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-        break;
-    case BSON_TYPE_DATE_TIME:
-    case BSON_TYPE_OID:
-    case BSON_TYPE_REGEX:
-    case BSON_TYPE_DECIMAL128:
-    case BSON_TYPE_TIMESTAMP:
-    case BSON_TYPE_MINKEY:
-    case BSON_TYPE_MAXKEY:
-        return MK_OK; /* an object without keys: nothing to update */
-    default:
-        return mk_error_set(u->err, 0, "Error",
-                            "Invalid atomic update value for %s. Expected an object, received %s",
-                            op, js_typeof(val));
+    mk_br_t r;
+    if (val) {
+        switch (val->value_type) {
+        case BSON_TYPE_DOCUMENT:
+        case BSON_TYPE_ARRAY:
+            break;
+        case BSON_TYPE_DATE_TIME:
+        case BSON_TYPE_OID:
+        case BSON_TYPE_REGEX:
+        case BSON_TYPE_DECIMAL128:
+        case BSON_TYPE_TIMESTAMP:
+        case BSON_TYPE_MINKEY:
+        case BSON_TYPE_MAXKEY:
+            return MK_OK; /* an object without keys: nothing to update */
+        default:
+            return mk_error_set(u->err, 0, "Error",
+                                "Invalid atomic update value for %s. Expected an object, "
+                                "received %s",
+                                name, js_typeof(val));
+        }
+        if (!mk_br_init_value(&r, val)) return corrupt(u->err);
     }
-    if (!view_doc(val, &src)) return corrupt(u->err);
-    bson_init(&res);
-    int rc = walk(u, op, &src, NULL, &res);
-    if (rc == MK_OK && !bson_empty(&res)) bson_append_document(out, op, -1, &res);
-    bson_destroy(&res);
+    size_t mark = mk_bw_mark(w);
+    size_t at = mk_bw_begin(w, BSON_TYPE_DOCUMENT, name, strlen(name));
+    int rc = val ? walk(u, op, &r, NULL, w) : MK_OK;
+    for (size_t i = 0; i < nsugar && rc != MK_ENOMEM; i++) {
+        if (sugar[i].op != U_NONE) continue;
+        int sr = walk_key(u, op, sugar[i].key, sugar[i].keylen, &sugar[i].v, NULL, w);
+        if (sr != MK_OK) rc = sr;
+    }
+    mk_bw_end(w, at);
+    if (rc != MK_OK || (!w->oom && w->len == at + 5)) mk_bw_rollback(w, mark); /* empty */
     return rc;
+}
+
+#define MAX_TOP 32
+
+/* Casts the operators of an update in order. With `merge_sugar` (no timestamps, no upsert: the
+ * update is its own normal form), the keys that are not operators are merged into $set as
+ * normalize() would: the explicit $set's fields first, at the place of the first of them. */
+static int cast_ops(uctx_t *u, const bson_t *update, bool merge_sugar, mk_bw_t *w)
+{
+    mk_br_t r;
+    mk_elem_t e;
+    top_t local[MAX_TOP], *tops = local;
+    size_t n = 0, cap = MAX_TOP;
+    if (!mk_br_init_bson(&r, update)) return MK_OK;
+    while (mk_br_next(&r, &e)) {
+        if (n == cap) { /* a long update */
+            top_t *g =
+                tops == local ? malloc(2 * cap * sizeof *g) : realloc(tops, 2 * cap * sizeof *g);
+            if (!g) {
+                if (tops != local) free(tops);
+                return mk_error_nomem(u->err);
+            }
+            if (tops == local) memcpy(g, local, sizeof local);
+            tops = g;
+            cap *= 2;
+        }
+        tops[n].key = e.key;
+        tops[n].keylen = e.keylen;
+        tops[n].op = update_op_n(e.key, e.keylen);
+        tops[n].v = e.v;
+        n++;
+    }
+    const bson_value_t *explicit_set = NULL;
+    if (merge_sugar)
+        for (size_t i = 0; i < n; i++)
+            if (tops[i].op == U_SET) {
+                if (tops[i].v.value_type == BSON_TYPE_DOCUMENT) explicit_set = &tops[i].v;
+                break;
+            }
+    bool set_done = false, soi_done = false;
+    int result = MK_OK;
+    for (size_t i = 0; i < n; i++) {
+        uop_t op = tops[i].op;
+        int rc;
+        if (merge_sugar && (op == U_NONE || (op == U_SET && explicit_set))) {
+            if (set_done) continue;
+            set_done = true;
+            rc = cast_op(u, U_SET, "$set", explicit_set, tops, n, w);
+        } else if (merge_sugar && op == U_SETONINSERT &&
+                   tops[i].v.value_type == BSON_TYPE_DOCUMENT) {
+            if (soi_done) continue;
+            soi_done = true;
+            rc = cast_op(u, op, tops[i].key, &tops[i].v, NULL, 0, w);
+        } else {
+            rc = cast_op(u, op, tops[i].key, &tops[i].v, NULL, 0, w);
+        }
+        if (rc == MK_ENOMEM) {
+            result = rc;
+            break;
+        }
+        if (rc != MK_OK) result = rc;
+    }
+    if (tops != local) free(tops);
+    return result;
 }
 
 /* The path a key of $set / a top-level key designates is immutable (moveImmutableProperties). */
@@ -594,7 +763,7 @@ static bool is_ts(const char *name, const char *key)
 
 /* Calls fn for each field of an upsert's $set and each top-level sugar key whose path is
  * immutable (moveImmutableProperties moves them to $setOnInsert). */
-static bool each_moved(const uctx_t *u, const bson_t *update, bson_t *soi)
+static bool each_moved(const uctx_t *u, const bson_t *update, mk_bw_t *soi)
 {
     bool any = false;
     bson_iter_t it, f;
@@ -607,11 +776,11 @@ static bool each_moved(const uctx_t *u, const bson_t *update, bson_t *soi)
                     !moves_to_insert(u, bson_iter_key(&f)))
                     continue;
                 any = true;
-                if (soi) bson_append_iter(soi, NULL, 0, &f);
+                if (soi) mk_bw_iter(soi, NULL, 0, &f);
             }
         } else if (!is_update_op(k) && !is_ts(u->o->created_at, k) && moves_to_insert(u, k)) {
             any = true;
-            if (soi) bson_append_iter(soi, NULL, 0, &it);
+            if (soi) mk_bw_iter(soi, NULL, 0, &it);
         }
     }
     return any;
@@ -628,7 +797,7 @@ static bool stays_in_set(const uctx_t *u, const char *k, bool set_updated)
  * pre hook, before casting), keys that are not update operators merged into $set after the
  * $set fields, immutable paths of an upsert moved to $setOnInsert. $set takes the place of
  * the first of $set and the merged keys; $setOnInsert its own place, or the end. */
-static void normalize(uctx_t *u, const bson_t *update, bson_t *norm)
+static void normalize(uctx_t *u, const bson_t *update, mk_bw_t *norm)
 {
     const mk_cast_update_opts_t *o = u->o;
     bson_iter_t it, cd, set_it;
@@ -646,49 +815,44 @@ static void normalize(uctx_t *u, const bson_t *update, bson_t *norm)
         if (sugar || (eq(k, "$set") && explicit_set)) {
             if (set_done) continue;
             set_done = true;
-            bson_t set;
             bson_iter_t f;
-            bson_append_document_begin(norm, "$set", 4, &set);
+            size_t set = mk_bw_begin(norm, BSON_TYPE_DOCUMENT, "$set", 4);
             if (explicit_set && bson_iter_recurse(&set_it, &f))
                 while (bson_iter_next(&f))
                     if (stays_in_set(u, bson_iter_key(&f), set_updated))
-                        bson_append_iter(&set, NULL, 0, &f);
+                        mk_bw_iter(norm, NULL, 0, &f);
             if (bson_iter_init(&f, update))
                 while (bson_iter_next(&f))
                     if (!is_update_op(bson_iter_key(&f)) &&
                         stays_in_set(u, bson_iter_key(&f), set_updated))
-                        bson_append_iter(&set, NULL, 0, &f);
-            if (set_updated) bson_append_date_time(&set, o->updated_at, -1, o->now);
-            bson_append_document_end(norm, &set);
+                        mk_bw_iter(norm, NULL, 0, &f);
+            if (set_updated) mk_bw_date(norm, o->updated_at, strlen(o->updated_at), o->now);
+            mk_bw_end(norm, set);
         } else if (eq(k, "$setOnInsert") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
             if (soi_done) continue;
             soi_done = true;
-            bson_t soi;
             bson_iter_t f;
-            bson_append_document_begin(norm, k, -1, &soi);
+            size_t soi = mk_bw_begin(norm, BSON_TYPE_DOCUMENT, k, strlen(k));
             if (bson_iter_recurse(&it, &f))
                 while (bson_iter_next(&f))
-                    if (!is_ts(o->created_at, bson_iter_key(&f)))
-                        bson_append_iter(&soi, NULL, 0, &f);
-            each_moved(u, update, &soi);
-            if (o->created_at) bson_append_date_time(&soi, o->created_at, -1, o->now);
-            bson_append_document_end(norm, &soi);
+                    if (!is_ts(o->created_at, bson_iter_key(&f))) mk_bw_iter(norm, NULL, 0, &f);
+            each_moved(u, update, norm);
+            if (o->created_at) mk_bw_date(norm, o->created_at, strlen(o->created_at), o->now);
+            mk_bw_end(norm, soi);
         } else {
-            bson_append_iter(norm, NULL, 0, &it);
+            mk_bw_iter(norm, NULL, 0, &it);
         }
     }
     if (!set_done && set_updated) {
-        bson_t set;
-        bson_append_document_begin(norm, "$set", 4, &set);
-        bson_append_date_time(&set, o->updated_at, -1, o->now);
-        bson_append_document_end(norm, &set);
+        size_t set = mk_bw_begin(norm, BSON_TYPE_DOCUMENT, "$set", 4);
+        mk_bw_date(norm, o->updated_at, strlen(o->updated_at), o->now);
+        mk_bw_end(norm, set);
     }
     if (!soi_done && (o->created_at || each_moved(u, update, NULL))) {
-        bson_t soi;
-        bson_append_document_begin(norm, "$setOnInsert", -1, &soi);
-        each_moved(u, update, &soi);
-        if (o->created_at) bson_append_date_time(&soi, o->created_at, -1, o->now);
-        bson_append_document_end(norm, &soi);
+        size_t soi = mk_bw_begin(norm, BSON_TYPE_DOCUMENT, "$setOnInsert", 12);
+        each_moved(u, update, norm);
+        if (o->created_at) mk_bw_date(norm, o->created_at, strlen(o->created_at), o->now);
+        mk_bw_end(norm, soi);
     }
 }
 
@@ -742,25 +906,36 @@ int mk_cast_update(const mk_schema_t *s, const char *model_name, const bson_t *u
     u.fopts.has_strict = true;
     u.fopts.strict = strict_at(&u, s);
     u.fopts.ctx = ctx;
-    u.q = (mk_qcast_t){.root = s, .model = NULL, .fn = ctx, .fopts = &u.fopts, .err = err};
+    u.q = (mk_qcast_t){.root = s,
+                       .model = NULL,
+                       .fn = ctx,
+                       .fopts = &u.fopts,
+                       .err = err,
+                       .root_plan = mk_cast_plan(s)};
     if (opts->overwrite) return cast_replacement(&u, update, out);
-    bson_t norm;
-    bson_init(&norm);
-    normalize(&u, update, &norm);
-    bson_iter_t it;
-    int result = MK_OK;
-    if (bson_iter_init(&it, &norm)) {
-        while (bson_iter_next(&it)) {
-            int rc = cast_op(&u, bson_iter_key(&it), bson_iter_value(&it), out);
-            if (rc == MK_ENOMEM) {
-                result = rc;
-                break;
-            }
-            if (rc != MK_OK) result = rc;
-        }
+    mk_bw_t w, norm;
+    mk_bw_init(&w);
+    mk_bw_init(&norm);
+    int rc;
+    bson_t view;
+    if (!opts->upsert && !opts->created_at && !opts->updated_at) {
+        /* nothing to add or move: the update is its own normal form, its sugar keys merged
+         * into $set as they are met */
+        rc = cast_ops(&u, update, true, &w);
+    } else {
+        normalize(&u, update, &norm);
+        if (norm.oom || !mk_bw_finish(&norm, &view))
+            rc = mk_error_nomem(err);
+        else
+            rc = cast_ops(&u, &view, false, &w);
     }
-    bson_destroy(&norm);
-    return result;
+    if (w.oom || !mk_bw_finish(&w, &view))
+        rc = mk_error_nomem(err);
+    else
+        bson_concat(out, &view);
+    mk_bw_free(&w);
+    mk_bw_free(&norm);
+    return rc;
 }
 
 /* ---------- touched paths ---------- */

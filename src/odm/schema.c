@@ -1112,6 +1112,7 @@ int mk_schema_add(mk_schema_t *s, const char *definition, mk_error_t *err)
 int mk_schema_add_schema(mk_schema_t *s, const char *path, const mk_schema_t *sub, bool array,
                          const char *options, mk_error_t *err)
 {
+    cache_clear(s);
     if (!path || !*path || !sub)
         return mk_error_setc(err, MK_CODE_BAD_VALUE,
                              "mk_schema_add_schema needs a path and a schema");

@@ -80,6 +80,579 @@ static void copy_or_undefined(const bson_value_t *in, bson_value_t *out)
         bson_value_copy(in, out);
 }
 
+/* ---------- the BSON writer ---------- */
+
+void mk_bw_init(mk_bw_t *w)
+{
+    w->buf = w->local;
+    w->cap = sizeof w->local;
+    w->len = 4; /* the document's length, written by mk_bw_finish */
+    w->oom = false;
+}
+
+void mk_bw_free(mk_bw_t *w)
+{
+    if (w->buf != w->local) free(w->buf);
+    w->buf = w->local;
+    w->cap = sizeof w->local;
+    w->len = 0;
+}
+
+bool mk_bw_grow(mk_bw_t *w, size_t n)
+{
+    if (w->oom) return false;
+    size_t need = w->len + n;
+    if (need < w->len || need > INT32_MAX) { /* libbson's limit too */
+        w->oom = true;
+        return false;
+    }
+    size_t cap = w->cap;
+    while (cap < need) cap *= 2;
+    uint8_t *b = w->buf == w->local ? malloc(cap) : realloc(w->buf, cap);
+    if (!b) {
+        w->oom = true;
+        return false;
+    }
+    if (w->buf == w->local) memcpy(b, w->local, w->len);
+    w->buf = b;
+    w->cap = cap;
+    return true;
+}
+
+bool mk_bw_finish(mk_bw_t *w, bson_t *view)
+{
+    if (!mk_bw_room(w, 1)) return false;
+    w->buf[w->len++] = 0;
+    uint32_t n = BSON_UINT32_TO_LE((uint32_t)w->len);
+    memcpy(w->buf, &n, 4);
+    return bson_init_static(view, w->buf, w->len);
+}
+
+static void put_raw(mk_bw_t *w, const void *p, size_t n)
+{
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+
+static void put_u32(mk_bw_t *w, uint32_t v)
+{
+    v = BSON_UINT32_TO_LE(v);
+    put_raw(w, &v, 4);
+}
+
+static void put_u64(mk_bw_t *w, uint64_t v)
+{
+    v = BSON_UINT64_TO_LE(v);
+    put_raw(w, &v, 8);
+}
+
+/* Element bytes written by libbson itself (types whose encoding it normalises). */
+static void put_via_libbson(mk_bw_t *w, const char *key, size_t keylen, const bson_value_t *v,
+                            const bson_iter_t *it)
+{
+    bson_t tmp;
+    bson_init(&tmp);
+    bool ok = it ? bson_append_iter(&tmp, key, (int)keylen, it)
+                 : bson_append_value(&tmp, key, (int)keylen, v);
+    if (ok && mk_bw_room(w, tmp.len - 5)) put_raw(w, bson_get_data(&tmp) + 4, tmp.len - 5);
+    bson_destroy(&tmp);
+}
+
+void mk_bw_value(mk_bw_t *w, const char *key, size_t keylen, const bson_value_t *v)
+{
+    bson_type_t t = v->value_type;
+    switch (t) {
+    case BSON_TYPE_DOUBLE: {
+        uint64_t bits;
+        memcpy(&bits, &v->value.v_double, 8);
+        if (mk_bw_head(w, t, key, keylen, 8)) put_u64(w, bits);
+        return;
+    }
+    case BSON_TYPE_UTF8: {
+        uint32_t n = v->value.v_utf8.len;
+        if (!v->value.v_utf8.str) { /* bson_append_utf8 writes null for a NULL string */
+            mk_bw_head(w, BSON_TYPE_NULL, key, keylen, 0);
+            return;
+        }
+        if (n >= INT32_MAX || !mk_bw_head(w, t, key, keylen, (size_t)n + 5)) return;
+        put_u32(w, n + 1);
+        put_raw(w, v->value.v_utf8.str, n);
+        w->buf[w->len++] = 0;
+        return;
+    }
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY: {
+        /* bson_append_value appends nothing when bson_init_static would fail */
+        if (!mk_doc_ok(v->value.v_doc.data, v->value.v_doc.data_len)) return;
+        if (mk_bw_head(w, t, key, keylen, v->value.v_doc.data_len))
+            put_raw(w, v->value.v_doc.data, v->value.v_doc.data_len);
+        return;
+    }
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_MAXKEY:
+        mk_bw_head(w, t, key, keylen, 0);
+        return;
+    case BSON_TYPE_OID:
+        if (mk_bw_head(w, t, key, keylen, 12)) put_raw(w, v->value.v_oid.bytes, 12);
+        return;
+    case BSON_TYPE_BOOL:
+        if (mk_bw_head(w, t, key, keylen, 1)) w->buf[w->len++] = v->value.v_bool ? 1 : 0;
+        return;
+    case BSON_TYPE_DATE_TIME:
+        if (mk_bw_head(w, t, key, keylen, 8)) put_u64(w, (uint64_t)v->value.v_datetime);
+        return;
+    case BSON_TYPE_INT32:
+        if (mk_bw_head(w, t, key, keylen, 4)) put_u32(w, (uint32_t)v->value.v_int32);
+        return;
+    case BSON_TYPE_INT64:
+        if (mk_bw_head(w, t, key, keylen, 8)) put_u64(w, (uint64_t)v->value.v_int64);
+        return;
+    case BSON_TYPE_TIMESTAMP:
+        if (mk_bw_head(w, t, key, keylen, 8))
+            put_u64(w, ((uint64_t)v->value.v_timestamp.timestamp << 32) |
+                           v->value.v_timestamp.increment);
+        return;
+    case BSON_TYPE_DECIMAL128:
+        if (mk_bw_head(w, t, key, keylen, 16)) {
+            put_u64(w, v->value.v_decimal128.low);
+            put_u64(w, v->value.v_decimal128.high);
+        }
+        return;
+    case BSON_TYPE_EOD:
+        return;
+    default: /* binary, regex, code, symbol, code with scope, DBPointer */
+        if (!w->oom) put_via_libbson(w, key, keylen, v, NULL);
+        return;
+    }
+}
+
+void mk_bw_iter(mk_bw_t *w, const char *key, size_t keylen, const bson_iter_t *it)
+{
+    if (!key) {
+        key = bson_iter_key(it);
+        keylen = strlen(key);
+    }
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_BINARY:
+    case BSON_TYPE_REGEX:
+    case BSON_TYPE_CODE:
+    case BSON_TYPE_SYMBOL:
+    case BSON_TYPE_CODEWSCOPE:
+    case BSON_TYPE_DBPOINTER:
+        if (!w->oom) put_via_libbson(w, key, keylen, NULL, it);
+        return;
+    default:
+        mk_bw_value(w, key, keylen, bson_iter_value((bson_iter_t *)it));
+        return;
+    }
+}
+
+void mk_bw_fields(mk_bw_t *w, const bson_t *doc)
+{
+    if (!bson_empty(doc) && mk_bw_room(w, doc->len - 5))
+        put_raw(w, bson_get_data(doc) + 4, doc->len - 5);
+}
+
+void mk_bw_null(mk_bw_t *w, const char *key, size_t keylen)
+{
+    mk_bw_head(w, BSON_TYPE_NULL, key, keylen, 0);
+}
+
+void mk_bw_undefined(mk_bw_t *w, const char *key, size_t keylen)
+{
+    mk_bw_head(w, BSON_TYPE_UNDEFINED, key, keylen, 0);
+}
+
+void mk_bw_int32(mk_bw_t *w, const char *key, size_t keylen, int32_t v)
+{
+    if (mk_bw_head(w, BSON_TYPE_INT32, key, keylen, 4)) put_u32(w, (uint32_t)v);
+}
+
+void mk_bw_date(mk_bw_t *w, const char *key, size_t keylen, int64_t ms)
+{
+    if (mk_bw_head(w, BSON_TYPE_DATE_TIME, key, keylen, 8)) put_u64(w, (uint64_t)ms);
+}
+
+void mk_bw_utf8(mk_bw_t *w, const char *key, size_t keylen, const char *str, size_t len)
+{
+    bson_value_t v = {.value_type = BSON_TYPE_UTF8};
+    v.value.v_utf8.str = (char *)str;
+    v.value.v_utf8.len = (uint32_t)len;
+    mk_bw_value(w, key, keylen, &v);
+}
+
+void mk_bw_wrap(mk_bw_t *w, size_t at, const char *inner)
+{
+    if (w->oom || at >= w->len) return;
+    size_t kl = strlen((const char *)w->buf + at + 1), il = strlen(inner);
+    size_t vs = at + kl + 2, vlen = w->len - vs, head = 4 + 1 + il + 1;
+    if (!mk_bw_room(w, head + 1)) return;
+    memmove(w->buf + vs + head, w->buf + vs, vlen);
+    uint32_t total = BSON_UINT32_TO_LE((uint32_t)(head + vlen + 1));
+    memcpy(w->buf + vs, &total, 4);
+    w->buf[vs + 4] = w->buf[at]; /* the wrapped value keeps its type */
+    memcpy(w->buf + vs + 5, inner, il + 1);
+    w->len += head;
+    w->buf[w->len++] = 0;
+    w->buf[at] = BSON_TYPE_DOCUMENT;
+}
+
+size_t mk_bw_index_key(uint32_t i, char buf[16], const char **key)
+{
+    return bson_uint32_to_string(i, key, buf, 16);
+}
+
+/* ---------- the BSON reader ---------- */
+
+static uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return BSON_UINT32_FROM_LE(v);
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return BSON_UINT64_FROM_LE(v);
+}
+
+/* The element at `off` through libbson (types this reader does not decode itself). */
+static bool br_via_libbson(mk_br_t *r, uint32_t off, uint32_t keylen, mk_elem_t *e)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_from_data_at_offset(&it, r->raw, r->len, off, keylen)) {
+        r->raw = NULL;
+        return false;
+    }
+    e->v = *bson_iter_value(&it);
+    r->next = it.next_off;
+    return true;
+}
+
+bool mk_br_next_slow(mk_br_t *r, mk_elem_t *e)
+{
+    const uint8_t *raw = r->raw;
+    if (!raw) return false;
+    uint32_t len = r->len, off = r->next, key = off + 1, o = key, next;
+    while (o < len && raw[o]) o++; /* the key */
+    if (o >= len) goto invalid;
+    o++; /* the value */
+    e->key = (const char *)raw + key;
+    e->keylen = o - key - 1;
+    bson_type_t type = (bson_type_t)raw[off];
+    switch (type) {
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_TIMESTAMP:
+        next = o + 8;
+        break;
+    case BSON_TYPE_UTF8: {
+        if (o + 4 >= len) goto invalid;
+        uint32_t l = rd32(raw + o);
+        if (l > len - (o + 4)) goto invalid;
+        next = o + 4 + l;
+        if (l == 0 || next >= len || raw[o + 4 + l - 1] != 0) goto invalid;
+        e->v.value.v_utf8.str = (char *)raw + o + 4;
+        e->v.value.v_utf8.len = l - 1;
+        break;
+    }
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY: {
+        if (o >= len - 4) goto invalid;
+        uint32_t l = rd32(raw + o);
+        if (l > len || l > len - o) goto invalid;
+        next = o + l;
+        e->v.value.v_doc.data = (uint8_t *)raw + o;
+        e->v.value.v_doc.data_len = l;
+        break;
+    }
+    case BSON_TYPE_OID:
+        next = o + 12;
+        break;
+    case BSON_TYPE_BOOL:
+        if (o >= len || raw[o] > 1) goto invalid;
+        next = o + 1;
+        break;
+    case BSON_TYPE_INT32:
+        next = o + 4;
+        break;
+    case BSON_TYPE_DECIMAL128:
+        next = o + 16;
+        break;
+    case BSON_TYPE_MAXKEY:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+        next = o;
+        break;
+    case BSON_TYPE_BINARY:
+    case BSON_TYPE_REGEX:
+    case BSON_TYPE_DBPOINTER:
+    case BSON_TYPE_CODE:
+    case BSON_TYPE_SYMBOL:
+    case BSON_TYPE_CODEWSCOPE:
+        return br_via_libbson(r, off, e->keylen, e);
+    default: /* the end, or a type BSON does not have */
+        goto invalid;
+    }
+    if (next >= len) goto invalid;
+    e->v.value_type = type;
+    switch (type) {
+    case BSON_TYPE_DOUBLE: {
+        uint64_t bits = rd64(raw + o);
+        memcpy(&e->v.value.v_double, &bits, 8);
+        break;
+    }
+    case BSON_TYPE_DATE_TIME:
+        e->v.value.v_datetime = (int64_t)rd64(raw + o);
+        break;
+    case BSON_TYPE_INT64:
+        e->v.value.v_int64 = (int64_t)rd64(raw + o);
+        break;
+    case BSON_TYPE_TIMESTAMP: {
+        uint64_t t = rd64(raw + o);
+        e->v.value.v_timestamp.timestamp = (uint32_t)(t >> 32);
+        e->v.value.v_timestamp.increment = (uint32_t)t;
+        break;
+    }
+    case BSON_TYPE_OID:
+        memcpy(e->v.value.v_oid.bytes, raw + o, 12);
+        break;
+    case BSON_TYPE_BOOL:
+        e->v.value.v_bool = raw[o] != 0;
+        break;
+    case BSON_TYPE_INT32:
+        e->v.value.v_int32 = (int32_t)rd32(raw + o);
+        break;
+    case BSON_TYPE_DECIMAL128:
+        e->v.value.v_decimal128.low = rd64(raw + o);
+        e->v.value.v_decimal128.high = rd64(raw + o + 8);
+        break;
+    default:
+        break;
+    }
+    r->next = next;
+    return true;
+invalid:
+    r->raw = NULL;
+    return false;
+}
+
+/* ---------- the cast plan ---------- */
+
+enum { SLOT_LOWER = 1, SLOT_UPPER, SLOT_TRIM, SLOT_FN, SLOT_SETOPT };
+
+typedef struct {
+    const char *name; /* into the plan's own copy; NULL: an empty slot */
+    uint32_t len, hash;
+    size_t index; /* where the path was when the plan was built */
+    const mk_schema_path_t *path;
+    const mk_path_info_t *info;
+} name_slot_t;
+
+typedef struct cast_plan {
+    size_t npaths;
+    const mk_schema_path_t *last; /* with npaths: tells a schema changed behind the cache */
+    name_slot_t *names;
+    size_t name_mask;
+    mk_path_info_t *infos; /* by path pointer; path NULL: an empty slot */
+    size_t info_mask;
+    char *arena; /* the names */
+    bool strict_query_named;
+} cast_plan_t;
+
+/* Cheap on purpose: the length and three characters (collisions only cost a comparison). */
+static uint32_t name_hash(const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    uint32_t h = (uint32_t)n * 0x9E3779B1u;
+    h = (h ^ (uint8_t)s[0]) * 0x85EBCA77u;
+    h = (h ^ (uint8_t)s[n / 2]) * 0xC2B2AE3Du;
+    h = (h ^ (uint8_t)s[n - 1]) * 0x27D4EB2Fu;
+    return h ^ (h >> 15);
+}
+
+static bool same_name(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+static size_t ptr_hash(const void *p)
+{
+    uintptr_t x = (uintptr_t)p;
+    x ^= x >> 17;
+    x *= (uintptr_t)0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 7);
+}
+
+static void plan_free(void *p)
+{
+    cast_plan_t *pl = p;
+    if (!pl) return;
+    free(pl->names);
+    free(pl->infos);
+    free(pl->arena);
+    free(pl);
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 8;
+    while (c < n) c *= 2;
+    return c;
+}
+
+/* What collect_setters reads from the options, and the options casting checks per value. */
+static void info_fill(mk_path_info_t *pi, const mk_schema_path_t *p)
+{
+    memset(pi, 0, sizeof *pi);
+    pi->path = p;
+    pi->kind = mk_schema_path_kind(p);
+    pi->has_cast = mk_setters_cast_type(pi->kind, &pi->cast);
+    pi->setops_known = true;
+    bool string = pi->kind == MK_TYPE_STRING;
+    bool seen_immutable = false, seen_run = false, seen_auto = false;
+    bson_iter_t oi;
+    if (!bson_iter_init(&oi, mk_schema_path_options(p))) return;
+    while (bson_iter_next(&oi)) {
+        const char *k = bson_iter_key(&oi);
+        int op = 0;
+        /* the first occurrence is what mk_schema_path_option finds */
+        if (!seen_immutable && strcmp(k, "immutable") == 0) {
+            seen_immutable = true;
+            pi->immutable = iter_truthy(&oi);
+        } else if (!seen_run && strcmp(k, "runSetters") == 0) {
+            seen_run = true;
+            pi->run_setters = iter_truthy(&oi);
+        } else if (!seen_auto && strcmp(k, "auto") == 0) {
+            seen_auto = true;
+            pi->auto_id = iter_truthy(&oi);
+        } else if (string && strcmp(k, "lowercase") == 0) {
+            op = iter_truthy(&oi) ? SLOT_LOWER : 0;
+        } else if (string && strcmp(k, "uppercase") == 0) {
+            op = iter_truthy(&oi) ? SLOT_UPPER : 0;
+        } else if (string && strcmp(k, "trim") == 0) {
+            op = iter_truthy(&oi) ? SLOT_TRIM : 0;
+        } else if (strcmp(k, "set") == 0 && BSON_ITER_HOLDS_UTF8(&oi)) {
+            op = SLOT_SETOPT;
+        }
+        if (!op) continue;
+        if (pi->nsetops == sizeof pi->setops)
+            pi->setops_known = false;
+        else
+            pi->setops[pi->nsetops++] = (uint8_t)op;
+    }
+}
+
+static const mk_path_info_t *info_add(cast_plan_t *pl, const mk_schema_path_t *p)
+{
+    size_t i = ptr_hash(p) & pl->info_mask;
+    while (pl->infos[i].path) {
+        if (pl->infos[i].path == p) return &pl->infos[i];
+        i = (i + 1) & pl->info_mask;
+    }
+    info_fill(&pl->infos[i], p);
+    return &pl->infos[i];
+}
+
+static const mk_path_info_t *plan_find_ptr(const cast_plan_t *pl, const mk_schema_path_t *path)
+{
+    if (!pl || !path) return NULL;
+    for (size_t i = ptr_hash(path) & pl->info_mask; pl->infos[i].path; i = (i + 1) & pl->info_mask)
+        if (pl->infos[i].path == path) return &pl->infos[i];
+    return NULL;
+}
+
+static void *plan_build(const mk_schema_t *s)
+{
+    mk_schema_cache_set_free((mk_schema_t *)s, MK_SCHEMA_CACHE_CAST, plan_free);
+    cast_plan_t *pl = calloc(1, sizeof *pl);
+    if (!pl) return NULL;
+    size_t n = mk_schema_path_count(s), ninfo = 0, chars = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mk_schema_path_t *p = mk_schema_path_at(s, i);
+        chars += strlen(mk_schema_path_name(p)) + 1;
+        for (const mk_schema_path_t *e = p; e; e = mk_schema_path_element(e)) ninfo++;
+    }
+    pl->npaths = n;
+    pl->last = n ? mk_schema_path_at(s, n - 1) : NULL;
+    size_t ncap = pow2_at_least(n * 2), icap = pow2_at_least(ninfo * 2);
+    pl->names = calloc(ncap, sizeof *pl->names);
+    pl->infos = calloc(icap, sizeof *pl->infos);
+    pl->arena = malloc(chars ? chars : 1);
+    if (!pl->names || !pl->infos || !pl->arena) {
+        plan_free(pl);
+        return NULL;
+    }
+    pl->name_mask = ncap - 1;
+    pl->info_mask = icap - 1;
+    char *a = pl->arena;
+    for (size_t i = 0; i < n; i++) {
+        const mk_schema_path_t *p = mk_schema_path_at(s, i);
+        const char *name = mk_schema_path_name(p);
+        size_t len = strlen(name);
+        uint32_t h = name_hash(name, len);
+        size_t k = h & pl->name_mask;
+        bool dup = false;
+        for (; pl->names[k].name; k = (k + 1) & pl->name_mask)
+            if (pl->names[k].len == len && memcmp(pl->names[k].name, name, len) == 0) dup = true;
+        const mk_path_info_t *info = info_add(pl, p);
+        if (!dup) { /* the first path of a name is the one a scan finds */
+            memcpy(a, name, len + 1);
+            pl->names[k] = (name_slot_t){
+                .name = a, .len = (uint32_t)len, .hash = h, .index = i, .path = p, .info = info};
+            a += len + 1;
+        }
+        for (const mk_schema_path_t *e = mk_schema_path_element(p); e;
+             e = mk_schema_path_element(e))
+            info_add(pl, e);
+    }
+    for (size_t i = 0; i <= pl->info_mask; i++)
+        if (pl->infos[i].path)
+            pl->infos[i].elem = plan_find_ptr(pl, mk_schema_path_element(pl->infos[i].path));
+    const mk_schema_options_t *o = mk_schema_options(s);
+    bson_iter_t it;
+    pl->strict_query_named = o->raw && bson_iter_init_find(&it, o->raw, "strictQuery");
+    return pl;
+}
+
+/* The schema's plan, NULL when it cannot be built or the schema changed since. */
+static const cast_plan_t *plan_of(const mk_schema_t *s)
+{
+    if (!s) return NULL;
+    const cast_plan_t *pl = mk_schema_cache(s, MK_SCHEMA_CACHE_CAST, plan_build);
+    if (!pl) return NULL;
+    size_t n = mk_schema_path_count(s);
+    if (n != pl->npaths || (n && mk_schema_path_at(s, n - 1) != pl->last)) return NULL;
+    return pl;
+}
+
+const mk_path_info_t *mk_path_info(const mk_schema_t *owner, const mk_schema_path_t *path)
+{
+    return path ? plan_find_ptr(plan_of(owner), path) : NULL;
+}
+
+const void *mk_cast_plan(const mk_schema_t *s)
+{
+    return plan_of(s);
+}
+
+bool mk_schema_names_strict_query(const mk_schema_t *s)
+{
+    const cast_plan_t *pl = plan_of(s);
+    if (pl) return pl->strict_query_named;
+    const mk_schema_options_t *o = mk_schema_options(s);
+    bson_iter_t it;
+    return o->raw && bson_iter_init_find(&it, o->raw, "strictQuery");
+}
+
 /* ---------- CastError ---------- */
 
 int mk_cast_error(mk_error_t *err, const char *kind, const bson_value_t *v, const char *path,
@@ -253,8 +826,6 @@ static int js_trim(const char *s, uint32_t len, bson_value_t *out)
 
 /* ---------- the setter list ---------- */
 
-enum { SLOT_LOWER = 1, SLOT_UPPER, SLOT_TRIM, SLOT_FN };
-
 typedef struct {
     int kind;
     const mk_path_fn_t *fn;
@@ -299,25 +870,39 @@ static int collect_setters(const mk_schema_t *owner, const mk_schema_path_t *pat
     size_t it = 0;
     const mk_path_fn_t *first = mk_schema_path_fn_next(owner, name, MK_FN_SETTER, &it);
     const mk_path_fn_t *named = NULL;
-    bson_iter_t oi;
-    if (bson_iter_init(&oi, mk_schema_path_options(path))) {
-        bool string = mk_schema_path_kind(path) == MK_TYPE_STRING;
-        while (bson_iter_next(&oi)) {
-            const char *k = bson_iter_key(&oi);
-            int kind = 0;
-            if (k[0] != 'l' && k[0] != 'u' && k[0] != 't' && k[0] != 's') continue;
-            if (string && strcmp(k, "lowercase") == 0)
-                kind = SLOT_LOWER;
-            else if (string && strcmp(k, "uppercase") == 0)
-                kind = SLOT_UPPER;
-            else if (string && strcmp(k, "trim") == 0)
-                kind = SLOT_TRIM;
-            else if (strcmp(k, "set") == 0 && BSON_ITER_HOLDS_UTF8(&oi) && first && !named) {
+    const mk_path_info_t *pi = mk_path_info(owner, path);
+    if (pi && pi->setops_known) {
+        if (pi->nsetops == 0 && !first) return MK_OK;
+        for (size_t i = 0; i < pi->nsetops; i++) {
+            int kind = pi->setops[i];
+            if (kind == SLOT_SETOPT) {
+                if (!first || named) continue;
                 named = first; /* the resolved `set: 'name'` is registered first */
-                if (!slots_push(s, SLOT_FN, named)) goto nomem;
-                continue;
+                kind = SLOT_FN;
             }
-            if (kind && iter_truthy(&oi) && !slots_push(s, kind, NULL)) goto nomem;
+            if (!slots_push(s, kind, kind == SLOT_FN ? named : NULL)) goto nomem;
+        }
+    } else {
+        bson_iter_t oi;
+        if (bson_iter_init(&oi, mk_schema_path_options(path))) {
+            bool string = mk_schema_path_kind(path) == MK_TYPE_STRING;
+            while (bson_iter_next(&oi)) {
+                const char *k = bson_iter_key(&oi);
+                int kind = 0;
+                if (k[0] != 'l' && k[0] != 'u' && k[0] != 't' && k[0] != 's') continue;
+                if (string && strcmp(k, "lowercase") == 0)
+                    kind = SLOT_LOWER;
+                else if (string && strcmp(k, "uppercase") == 0)
+                    kind = SLOT_UPPER;
+                else if (string && strcmp(k, "trim") == 0)
+                    kind = SLOT_TRIM;
+                else if (strcmp(k, "set") == 0 && BSON_ITER_HOLDS_UTF8(&oi) && first && !named) {
+                    named = first; /* the resolved `set: 'name'` is registered first */
+                    if (!slots_push(s, SLOT_FN, named)) goto nomem;
+                    continue;
+                }
+                if (kind && iter_truthy(&oi) && !slots_push(s, kind, NULL)) goto nomem;
+            }
         }
     }
     for (const mk_path_fn_t *f = first; f;
@@ -327,6 +912,25 @@ static int collect_setters(const mk_schema_t *owner, const mk_schema_path_t *pat
 nomem:
     slots_free(s);
     return mk_error_nomem(err);
+}
+
+static bool no_setters(const mk_schema_t *owner, const mk_path_info_t *pi)
+{
+    if (!pi || !pi->setops_known || pi->nsetops) return false;
+    if (!mk_schema_fns_peek(owner)) return true; /* no C function at all */
+    size_t it = 0;
+    return !mk_schema_path_fn_next(owner, mk_schema_path_name(pi->path), MK_FN_SETTER, &it);
+}
+
+const mk_path_info_t *mk_loc_info(const mk_path_loc_t *loc)
+{
+    if (loc->info && loc->info->path == loc->path) return loc->info;
+    return mk_path_info(loc->owner, loc->path);
+}
+
+bool mk_loc_setters_none(const mk_path_loc_t *loc)
+{
+    return no_setters(loc->owner, mk_loc_info(loc));
 }
 
 /* One built-in string setter: cast a non-string to String, leave falsy values alone. */
@@ -445,7 +1049,7 @@ int mk_setters_apply(const mk_schema_t *owner, const mk_schema_path_t *path, con
 
 /* ---------- path lookup ---------- */
 
-static const mk_schema_path_t *own_path(const mk_schema_t *s, const char *name, size_t len)
+static const mk_schema_path_t *own_path_scan(const mk_schema_t *s, const char *name, size_t len)
 {
     size_t n = mk_schema_path_count(s);
     for (size_t i = 0; i < n; i++) {
@@ -454,6 +1058,42 @@ static const mk_schema_path_t *own_path(const mk_schema_t *s, const char *name, 
         if (strncmp(pn, name, len) == 0 && pn[len] == 0) return p;
     }
     return NULL;
+}
+
+/* The path named exactly name[0..len) of `s` (not inside sub-schemas), or NULL; *info is its
+ * plan entry when known. */
+static const mk_schema_path_t *plan_find_name(const cast_plan_t *pl, const mk_schema_t *s,
+                                              const char *name, size_t len,
+                                              const mk_path_info_t **info)
+{
+    *info = NULL;
+    if (!pl) return own_path_scan(s, name, len);
+    uint32_t h = name_hash(name, len);
+    for (size_t i = h & pl->name_mask; pl->names[i].name; i = (i + 1) & pl->name_mask) {
+        const name_slot_t *e = &pl->names[i];
+        if (e->hash != h || e->len != len || !same_name(e->name, name, len)) continue;
+        if (mk_schema_path_at(s, e->index) != e->path)
+            return own_path_scan(s, name, len); /* replaced behind the cache */
+        *info = e->info;
+        return e->path;
+    }
+    return NULL;
+}
+
+static const mk_schema_path_t *own_path(const mk_schema_t *s, const char *name, size_t len)
+{
+    const mk_path_info_t *info;
+    return plan_find_name(plan_of(s), s, name, len, &info);
+}
+
+bool mk_schema_has_auto_id(const mk_schema_t *child)
+{
+    const mk_schema_path_t *id = own_path(child, "_id", 3);
+    if (!id || mk_schema_path_kind(id) != MK_TYPE_OBJECTID) return false;
+    const mk_path_info_t *pi = mk_path_info(child, id);
+    if (pi) return pi->auto_id;
+    bson_iter_t it;
+    return mk_schema_path_option(id, "auto", &it) && iter_truthy(&it);
 }
 
 /* An array index or positional operator: "0", "$", "$[]", "$[elem]". */
@@ -546,19 +1186,33 @@ static void descend(const mk_schema_t *s, const mk_schema_path_t *p, const char 
 
 void mk_path_locate(const mk_schema_t *s, const char *dotted, mk_path_loc_t *loc)
 {
+    mk_path_locate_n(s, dotted, strlen(dotted), loc);
+}
+
+void mk_path_locate_n(const mk_schema_t *s, const char *dotted, size_t len, mk_path_loc_t *loc)
+{
+    mk_path_locate_plan(s, NULL, dotted, len, loc);
+}
+
+void mk_path_locate_plan(const mk_schema_t *s, const void *plan, const char *dotted, size_t len,
+                         mk_path_loc_t *loc)
+{
     memset(loc, 0, sizeof *loc);
-    size_t len = strlen(dotted);
-    const mk_schema_path_t *p = own_path(s, dotted, len);
+    const cast_plan_t *pl = plan ? plan : plan_of(s);
+    const mk_path_info_t *info;
+    const mk_schema_path_t *p = plan_find_name(pl, s, dotted, len, &info);
     if (p) {
         loc_set(loc, mk_schema_path_kind(p) == MK_TYPE_NESTED ? MK_LOC_NESTED : MK_LOC_PATH, s, p);
+        loc->info = info;
         return;
     }
     /* the longest prefix that is a SchemaType of this schema (nested objects are not) */
     for (size_t i = len; i-- > 0;) {
         if (dotted[i] != '.') continue;
-        p = own_path(s, dotted, i);
+        p = plan_find_name(pl, s, dotted, i, &info);
         if (!p || mk_schema_path_kind(p) == MK_TYPE_NESTED) continue;
         descend(s, p, dotted, i + 1, loc);
+        loc->info = plan_find_ptr(pl, loc->path);
         return;
     }
     loc->kind = MK_LOC_UNKNOWN;
@@ -567,9 +1221,16 @@ void mk_path_locate(const mk_schema_t *s, const char *dotted, mk_path_loc_t *loc
 
 void mk_path_locate_deep(const mk_schema_t *s, const char *dotted, mk_path_loc_t *loc)
 {
+    mk_path_locate_deep_plan(s, NULL, dotted, strlen(dotted), loc);
+}
+
+void mk_path_locate_deep_plan(const mk_schema_t *s, const void *plan, const char *dotted,
+                              size_t len, mk_path_loc_t *loc)
+{
     size_t base = 0;
     for (;;) {
-        mk_path_locate(s, dotted + base, loc);
+        mk_path_locate_plan(s, plan, dotted + base, len - base, loc);
+        plan = NULL; /* the plan is the first schema's */
         if (loc->kind != MK_LOC_CHILD) {
             loc->rest = base;
             return;
@@ -747,14 +1408,6 @@ static int cast_array(const mk_schema_t *owner, const mk_schema_path_t *p, const
     return MK_OK;
 }
 
-static bool has_auto_id(const mk_schema_t *child)
-{
-    const mk_schema_path_t *id = own_path(child, "_id", 3);
-    bson_iter_t it;
-    return id && mk_schema_path_kind(id) == MK_TYPE_OBJECTID &&
-           mk_schema_path_option(id, "auto", &it) && iter_truthy(&it);
-}
-
 /* One sub-document through its schema. */
 static int cast_subdoc(const mk_schema_t *child, const mk_fn_ctx_t *ctx, const bson_value_t *v,
                        const mk_setters_cast_opts_t *o, bson_value_t *out, mk_error_t *err)
@@ -763,7 +1416,7 @@ static int cast_subdoc(const mk_schema_t *child, const mk_fn_ctx_t *ctx, const b
     if (!doc_of_value(v, &doc)) return mk_error_setc(err, MK_CODE_INVALID_BSON, "corrupt document");
     bson_init(&b);
     bson_iter_t it;
-    if (o->add_ids && has_auto_id(child) && !bson_iter_init_find(&it, &doc, "_id")) {
+    if (o->add_ids && mk_schema_has_auto_id(child) && !bson_iter_init_find(&it, &doc, "_id")) {
         bson_oid_t oid;
         bson_oid_init(&oid, NULL);
         bson_append_oid(&b, "_id", 3, &oid);
@@ -885,8 +1538,10 @@ static int cast_path(const mk_schema_t *owner, const mk_schema_path_t *p, const 
     int rc = MK_OK;
     bool setters = true;
     if (kind == MK_TYPE_SUBDOC && o->query_form) {
+        const mk_path_info_t *pi = mk_path_info(owner, p);
         bson_iter_t rs;
-        setters = mk_schema_path_option(p, "runSetters", &rs) && iter_truthy(&rs);
+        setters =
+            pi ? pi->run_setters : mk_schema_path_option(p, "runSetters", &rs) && iter_truthy(&rs);
     }
     if (setters) {
         rc = run_setters(owner, p, ctx, in, errpath, o->model, &tmp, &v, &owned, err);
