@@ -465,6 +465,42 @@ static void aliases(void **state)
     mk_schema_destroy(s);
 }
 
+static int counter_default(const mk_fn_ctx_t *ctx, bson_value_t *out, void *ud, mk_error_t *err)
+{
+    out->value_type = BSON_TYPE_INT32;
+    out->value.v_int32 = ++*(int *)ud;
+    return MK_OK;
+}
+
+static void default_functions_and_immutable(void **state)
+{
+    fixture_t *f = *state;
+    mk_error_t err = {0};
+    int n = 0;
+    mk_schema_t *s = mk_schema_parse("{ seq: Number, code: { type: String, immutable: true },"
+                                     "  at: { type: Date, default: Date.now }, label: { type: "
+                                     "String, default: 42 } }",
+                                     NULL, &err);
+    assert_int_equal(mk_schema_path_default(s, "seq", counter_default, &n, &err), MK_OK);
+    mk_model_t *M = mk_model(f->conn, "Ticket", s, &err);
+    mk_doc_t *a = mk_doc_new(M, &err, "{ code: 'A1' }"), *b = mk_doc_new(M, &err, "{ seq: 9 }");
+    assert_int_equal(mk_doc_get_i64(a, "seq"), 1); /* the function ran for a */
+    assert_int_equal(mk_doc_get_i64(b, "seq"), 9); /* not for b, which gave a value */
+    assert_int_equal(n, 1);
+    assert_true(mk_doc_get_date(a, "at") > 1600000000000LL); /* Date.now */
+    assert_string_equal(mk_doc_get_str(a, "label"), "42");   /* defaults are cast */
+    /* immutable: settable while new, ignored once saved */
+    assert_int_equal(mk_doc_set(a, "code", MK_STR("A2"), &err), MK_OK);
+    assert_string_equal(mk_doc_get_str(a, "code"), "A2");
+    assert_int_equal(mk_doc_save(a, &err), MK_OK);
+    assert_int_equal(mk_doc_set(a, "code", MK_STR("A3"), &err), MK_OK);
+    assert_string_equal(mk_doc_get_str(a, "code"), "A2");
+    assert_false(mk_doc_is_modified(a, "code"));
+    mk_doc_destroy(a);
+    mk_doc_destroy(b);
+    mk_schema_destroy(s);
+}
+
 static void named_validator_resolution(void **state)
 {
     fixture_t *f = *state;
@@ -523,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(connections_and_naming, setup, teardown),
         cmocka_unit_test_setup_teardown(named_validator_resolution, setup, teardown),
         cmocka_unit_test_setup_teardown(aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(default_functions_and_immutable, setup, teardown),
         cmocka_unit_test_setup_teardown(index_errors_do_not_stop_the_model, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
