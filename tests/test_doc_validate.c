@@ -1609,6 +1609,26 @@ static void test_concurrent_validation(void **state)
     mk_schema_destroy(s);
 }
 
+/* An empty Buffer that fails `required` must still render its error (it once aborted when
+ * the ValidationError was built: the empty binary's data pointer is NULL). */
+static void test_empty_buffer_required(void **state)
+{
+    mk_schema_t *s = schema("{ b: { type: Buffer, required: true } }");
+    mk_verrors_t errs;
+    mk_verrors_init(&errs);
+    bson_t *doc = bson_new();
+    BSON_APPEND_BINARY(doc, "b", BSON_SUBTYPE_BINARY, NULL, 0);
+    assert_int_equal(mk_validate_document(s, NULL, doc, NULL, &errs), MK_OK);
+    assert_int_equal(errs.count, 1);
+    assert_string_equal(errs.items[0].message, "Path `b` is required.");
+    mk_error_t err = {0};
+    assert_int_equal(mk_verrors_to_error(&errs, "M", &err), MK_ERR);
+    assert_string_equal(err.message, "M validation failed: b: Path `b` is required.");
+    bson_destroy(doc);
+    mk_verrors_destroy(&errs);
+    mk_schema_destroy(s);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
@@ -1616,6 +1636,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_book_enum),
         cmocka_unit_test(test_book_number_enum_mongoose8),
+        cmocka_unit_test(test_empty_buffer_required),
         cmocka_unit_test(test_book_required_null),
         cmocka_unit_test(test_book_age_rank_document),
         cmocka_unit_test(test_book_profile_modified_and_required),

@@ -110,6 +110,7 @@ static void add_js_number(sbuf_t *b, double d)
 /* Buffer.prototype.toString(): UTF-8 text; bytes that are not valid UTF-8 become U+FFFD. */
 static void add_buffer_text(sbuf_t *b, const uint8_t *data, uint32_t len)
 {
+    if (len == 0 || !data) return; /* an empty Buffer prints as nothing (data may be NULL) */
     if (bson_utf8_validate((const char *)data, len, true)) {
         sb_addn(b, (const char *)data, len);
         return;
