@@ -19,7 +19,6 @@
 #include "odm/odm_internal.h"
 #include "testutil.h"
 
-
 typedef struct fixture {
     mk_conn_t *conn;
     mk_model_t *User;

@@ -186,9 +186,9 @@ typedef int (*mk_required_fn)(const mk_fn_ctx_t *ctx, void *ud);
 /* Path functions; `path` must be defined in the schema (array elements: "tags.$"). Setters
  * run before casting, in Mongoose's order: the setter list (built-in lowercase / uppercase /
  * trim and named `set` in the order the options are written, then setters added here) runs
- * from last to first, so a setter added here runs before the built-ins. `message` may be NULL (Mongoose's default message
- * "Validator failed for path `{PATH}` with value `{VALUE}`"); `type` may be NULL ("user
- * defined"). */
+ * from last to first, so a setter added here runs before the built-ins. `message` may be NULL
+ * (Mongoose's default message "Validator failed for path `{PATH}` with value `{VALUE}`"); `type`
+ * may be NULL ("user defined"). */
 int mk_schema_path_setter(mk_schema_t *schema, const char *path, mk_setter_fn fn, void *ud,
                           mk_error_t *err);
 int mk_schema_path_getter(mk_schema_t *schema, const char *path, mk_getter_fn fn, void *ud,

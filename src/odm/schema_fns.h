@@ -85,7 +85,12 @@ mk_schema_fns_t *mk_schema_fns_of(mk_schema_t *s);
 const mk_schema_fns_t *mk_schema_fns_peek(const mk_schema_t *s);
 
 /* Per-schema derived data (plans compiled once and shared by threads). A slot per user. */
-enum { MK_SCHEMA_CACHE_VALIDATE, MK_SCHEMA_CACHE_CAST, MK_SCHEMA_CACHE_DOC, MK_SCHEMA_CACHE_SLOTS = 6 };
+enum {
+    MK_SCHEMA_CACHE_VALIDATE,
+    MK_SCHEMA_CACHE_CAST,
+    MK_SCHEMA_CACHE_DOC,
+    MK_SCHEMA_CACHE_SLOTS = 6
+};
 /* The slot's value, built by `build` on first use (thread-safe; NULL if build fails or is NULL).
  * Set the slot's free function once with mk_schema_cache_set_free before or inside build. */
 void *mk_schema_cache(const mk_schema_t *s, int slot, void *(*build)(const mk_schema_t *));
