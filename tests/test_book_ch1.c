@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "odm_helpers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,26 +17,6 @@
 #include <meerkat/odm.h>
 
 /* ---------- helpers ---------- */
-
-/* Fails the test showing the error when rc is not MK_OK. */
-static void assert_ok_(int rc, const mk_error_t *err, const char *file, int line)
-{
-    if (rc != MK_OK) {
-        print_error("%s:%d: expected MK_OK, got %d: [%s] %s\n", file, line, rc, err->kind,
-                    err->message);
-        _fail(file, line);
-    }
-}
-#define assert_ok(rc, err) assert_ok_((rc), (err), __FILE__, __LINE__)
-
-/* A connection to a fresh temporary database ("memory:"). */
-static mk_conn_t *open_memory(void)
-{
-    mk_error_t err = {0};
-    mk_conn_t *conn = mk_connect("memory:", &err);
-    if (!conn) fail_msg("mk_connect(memory:): [%s] %s", err.kind, err.message);
-    return conn;
-}
 
 /* Parses a schema and compiles it into a model; the model keeps its own copy. */
 static mk_model_t *model_ok_(mk_conn_t *conn, const char *name, const char *def, const char *opts,
@@ -56,103 +37,6 @@ static mk_model_t *model_ok_(mk_conn_t *conn, const char *name, const char *def,
     return model;
 }
 #define model_ok(conn, name, def, opts) model_ok_((conn), (name), (def), (opts), __FILE__, __LINE__)
-
-/* A new document or a failed test. */
-static mk_doc_t *doc_ok_(mk_doc_t *doc, const mk_error_t *err, const char *file, int line)
-{
-    if (!doc) {
-        print_error("%s:%d: no document: [%s] %s\n", file, line, err->kind, err->message);
-        _fail(file, line);
-    }
-    return doc;
-}
-#define doc_ok(doc, err) doc_ok_((doc), (err), __FILE__, __LINE__)
-
-/* The string at `path` of a document (getters applied) equals `expect`. */
-static void assert_doc_str_(mk_doc_t *doc, const char *path, const char *expect, const char *file,
-                            int line)
-{
-    const char *got = mk_doc_get_str(doc, path);
-    if (!got || strcmp(got, expect) != 0) {
-        print_error("%s:%d: %s: got %s%s%s, expected \"%s\"\n", file, line, path, got ? "\"" : "",
-                    got ? got : "no string", got ? "\"" : "", expect);
-        _fail(file, line);
-    }
-}
-#define assert_doc_str(doc, path, expect)                                                          \
-    assert_doc_str_((doc), (path), (expect), __FILE__, __LINE__)
-
-/* The stored document with this _id, read with the raw `find` command (NULL: none). */
-static bson_t *find_by_id(mk_conn_t *conn, const char *coll, const bson_oid_t *oid)
-{
-    mk_error_t err = {0};
-    bson_t *cmd = mk_bson(&err, "{ find: ?, filter: { _id: ? } }", MK_STR(coll), MK_OID(oid));
-    assert_non_null(cmd);
-    bson_t reply = BSON_INITIALIZER;
-    int rc = mk_conn_command(conn, cmd, &reply, &err);
-    bson_destroy(cmd);
-    if (rc != MK_OK) {
-        bson_destroy(&reply);
-        fail_msg("find on %s: [%s] %s", coll, err.kind, err.message);
-    }
-    bson_t *found = NULL;
-    bson_iter_t it, child;
-    if (bson_iter_init(&it, &reply) &&
-        bson_iter_find_descendant(&it, "cursor.firstBatch.0", &child) &&
-        BSON_ITER_HOLDS_DOCUMENT(&child)) {
-        const uint8_t *data = NULL;
-        uint32_t len = 0;
-        bson_iter_document(&child, &len, &data);
-        found = bson_new_from_data(data, len);
-        assert_non_null(found);
-    }
-    bson_destroy(&reply);
-    return found;
-}
-
-/* Copies `actual` into `out` with its fields in the order of `expected` (recursively for
- * sub-documents), then the fields `expected` does not name: the comparison that follows then
- * ignores field order but still fails on a missing, extra or different field. */
-static void reorder_like(const bson_t *actual, const bson_t *expected, bson_t *out)
-{
-    bson_iter_t e, a;
-    assert_true(bson_iter_init(&e, expected));
-    while (bson_iter_next(&e)) {
-        const char *key = bson_iter_key(&e);
-        if (!bson_iter_init_find(&a, actual, key)) continue;
-        if (BSON_ITER_HOLDS_DOCUMENT(&a) && BSON_ITER_HOLDS_DOCUMENT(&e)) {
-            const uint8_t *ad = NULL, *ed = NULL;
-            uint32_t alen = 0, elen = 0;
-            bson_iter_document(&a, &alen, &ad);
-            bson_iter_document(&e, &elen, &ed);
-            bson_t asub, esub, osub;
-            assert_true(bson_init_static(&asub, ad, alen));
-            assert_true(bson_init_static(&esub, ed, elen));
-            assert_true(bson_append_document_begin(out, key, -1, &osub));
-            reorder_like(&asub, &esub, &osub);
-            assert_true(bson_append_document_end(out, &osub));
-        } else {
-            assert_true(bson_append_iter(out, key, -1, &a));
-        }
-    }
-    assert_true(bson_iter_init(&a, actual));
-    while (bson_iter_next(&a))
-        if (!bson_iter_init_find(&e, expected, bson_iter_key(&a)))
-            assert_true(bson_append_iter(out, bson_iter_key(&a), -1, &a));
-}
-
-/* `actual` has exactly the fields and values of `expect` (relaxed JSON), in any order. */
-static void assert_fields_(const bson_t *actual, const char *expect, const char *file, int line)
-{
-    assert_non_null(actual);
-    bson_t *expected = tu_bson(expect);
-    bson_t ordered = BSON_INITIALIZER;
-    reorder_like(actual, expected, &ordered);
-    bson_destroy(expected);
-    tu_assert_bson_eq_(&ordered, expect, file, line);
-    bson_destroy(&ordered);
-}
-#define assert_fields(actual, expect) assert_fields_((actual), (expect), __FILE__, __LINE__)
 
 /* ---------- 1. Connecting to MongoDB ---------- */
 

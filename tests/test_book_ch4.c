@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "odm_helpers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,124 +19,6 @@
 #include <meerkat/odm.h>
 
 /* ---------- helpers ---------- */
-
-static void assert_ok_(int rc, const mk_error_t *err, const char *file, int line)
-{
-    if (rc != MK_OK) {
-        print_error("%s:%d: expected MK_OK, got %d: [%s] %s\n", file, line, rc, err->kind,
-                    err->message);
-        _fail(file, line);
-    }
-}
-#define assert_ok(rc, err) assert_ok_((rc), (err), __FILE__, __LINE__)
-
-/* A connection to a fresh temporary database ("memory:"). */
-static mk_conn_t *open_memory(void)
-{
-    mk_error_t err = {0};
-    mk_conn_t *conn = mk_connect("memory:", &err);
-    if (!conn) fail_msg("mk_connect(memory:): [%s] %s", err.kind, err.message);
-    return conn;
-}
-
-/* A new document or a failed test. */
-static mk_doc_t *doc_ok_(mk_doc_t *doc, const mk_error_t *err, const char *file, int line)
-{
-    if (!doc) {
-        print_error("%s:%d: no document: [%s] %s\n", file, line, err->kind, err->message);
-        _fail(file, line);
-    }
-    return doc;
-}
-#define doc_ok(doc, err) doc_ok_((doc), (err), __FILE__, __LINE__)
-
-/* The string at `path` of a document (getters applied) equals `expect`. */
-static void assert_doc_str_(mk_doc_t *doc, const char *path, const char *expect, const char *file,
-                            int line)
-{
-    const char *got = mk_doc_get_str(doc, path);
-    if (!got || strcmp(got, expect) != 0) {
-        print_error("%s:%d: %s: got %s%s%s, expected \"%s\"\n", file, line, path, got ? "\"" : "",
-                    got ? got : "no string", got ? "\"" : "", expect);
-        _fail(file, line);
-    }
-}
-#define assert_doc_str(doc, path, expect)                                                          \
-    assert_doc_str_((doc), (path), (expect), __FILE__, __LINE__)
-
-/* The stored document with this _id, read with the raw `find` command (NULL: none). */
-static bson_t *find_by_id(mk_conn_t *conn, const char *coll, const bson_oid_t *oid)
-{
-    mk_error_t err = {0};
-    bson_t *cmd = mk_bson(&err, "{ find: ?, filter: { _id: ? } }", MK_STR(coll), MK_OID(oid));
-    assert_non_null(cmd);
-    bson_t reply = BSON_INITIALIZER;
-    int rc = mk_conn_command(conn, cmd, &reply, &err);
-    bson_destroy(cmd);
-    if (rc != MK_OK) {
-        bson_destroy(&reply);
-        fail_msg("find on %s: [%s] %s", coll, err.kind, err.message);
-    }
-    bson_t *found = NULL;
-    bson_iter_t it, child;
-    if (bson_iter_init(&it, &reply) &&
-        bson_iter_find_descendant(&it, "cursor.firstBatch.0", &child) &&
-        BSON_ITER_HOLDS_DOCUMENT(&child)) {
-        const uint8_t *data = NULL;
-        uint32_t len = 0;
-        bson_iter_document(&child, &len, &data);
-        found = bson_new_from_data(data, len);
-        assert_non_null(found);
-    }
-    bson_destroy(&reply);
-    return found;
-}
-
-/* A parsed schema, for registering C functions before the model is compiled. */
-static mk_schema_t *schema_ok_(const char *def, const char *opts, const char *file, int line)
-{
-    mk_error_t err = {0};
-    mk_schema_t *schema = mk_schema_parse(def, opts, &err);
-    if (!schema) {
-        print_error("%s:%d: schema: [%s] %s\n", file, line, err.kind, err.message);
-        _fail(file, line);
-    }
-    return schema;
-}
-#define schema_ok(def, opts) schema_ok_((def), (opts), __FILE__, __LINE__)
-
-/* Compiles `schema` (then destroyed: the model keeps its own copy). */
-static mk_model_t *compile_ok_(mk_conn_t *conn, const char *name, mk_schema_t *schema,
-                               const char *file, int line)
-{
-    mk_error_t err = {0};
-    mk_model_t *model = mk_model(conn, name, schema, &err);
-    mk_schema_destroy(schema);
-    if (!model) {
-        print_error("%s:%d: model %s: [%s] %s\n", file, line, name, err.kind, err.message);
-        _fail(file, line);
-    }
-    return model;
-}
-#define compile_ok(conn, name, schema) compile_ok_((conn), (name), (schema), __FILE__, __LINE__)
-
-/* Number of documents in a collection (the raw `count` command). */
-static int64_t count_in(mk_conn_t *conn, const char *coll)
-{
-    mk_error_t err = {0};
-    bson_t *cmd = mk_bson(&err, "{ count: ? }", MK_STR(coll));
-    assert_non_null(cmd);
-    bson_t reply = BSON_INITIALIZER;
-    int rc = mk_conn_command(conn, cmd, &reply, &err);
-    bson_destroy(cmd);
-    if (rc != MK_OK) {
-        bson_destroy(&reply);
-        fail_msg("count on %s: [%s] %s", coll, err.kind, err.message);
-    }
-    int64_t n = tu_get_int(&reply, "n");
-    bson_destroy(&reply);
-    return n;
-}
 
 /* console.log: lines collected for the test to compare. */
 static char printed[4096];
