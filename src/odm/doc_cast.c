@@ -433,17 +433,17 @@ static bool path_join(char *buf, size_t cap, const char *base, size_t blen, cons
     return true;
 }
 
-/* Whether `key` is the `alias` of a path (a virtual over it in Mongoose). */
-static bool is_alias(const mk_schema_t *s, const char *key)
+const char *mk_schema_alias_target(const mk_schema_t *s, const char *name)
 {
     size_t n = mk_schema_path_count(s);
     for (size_t i = 0; i < n; i++) {
+        const mk_schema_path_t *p = mk_schema_path_at(s, i);
         bson_iter_t it;
-        if (mk_schema_path_option(mk_schema_path_at(s, i), "alias", &it) &&
-            BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), key) == 0)
-            return true;
+        if (mk_schema_path_option(p, "alias", &it) && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), name) == 0)
+            return mk_schema_path_name(p);
     }
-    return false;
+    return NULL;
 }
 
 static int strict_reject(const char *full, mk_error_t *err)
@@ -537,7 +537,8 @@ static int build_level_object(mk_doc_t *d, const mk_schema_t *s, const doc_plan_
         size_t idx = 0;
         const entry_t *e = memchr(k, '.', klen) ? NULL : level_find(l, k, klen, &idx);
         if (!e) {
-            if (top && (memchr(k, '.', klen) || mk_schema_virtual_find(s, k) || is_alias(s, k))) {
+            if (top && (memchr(k, '.', klen) || mk_schema_virtual_find(s, k) ||
+                        mk_schema_alias_target(s, k))) {
                 rc = mk_doc_defer_set(d, fpath, v, err); /* dotted keys, virtuals: set later */
                 continue;
             }

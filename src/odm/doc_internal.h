@@ -16,6 +16,9 @@ int mk_doc_cast_path(mk_doc_t *d, const mk_schema_t *owner, const mk_schema_path
  * is s's top (a document or sub-document: it gets an _id). */
 int mk_doc_build_object(mk_doc_t *d, const mk_schema_t *s, const char *prefix, const char *full,
                         const bson_t *in, bson_t *out, bool is_schema_root, mk_error_t *err);
+/* The path whose `alias` option is `name` (Mongoose makes the alias a virtual over the
+ * path), or NULL. */
+const char *mk_schema_alias_target(const mk_schema_t *s, const char *name);
 /* A "Cast to <kind> failed for value ..." CastError. */
 int mk_cast_error_for(const bson_value_t *v, const char *kind, const char *path, mk_error_t *err);
 int mk_doc_record_cast_error(mk_doc_t *d, const char *path, const mk_error_t *cast,

@@ -472,22 +472,6 @@ static bool get_virtual(mk_doc_t *d, const char *path, bson_value_t *out, bool *
     return keep(d, &v, out);
 }
 
-/* The path an `alias` option names (Mongoose makes the alias a virtual over the path), or
- * NULL. Only top-level and nested paths of the document's own schema carry aliases. */
-static const char *aliased(const mk_doc_t *d, const char *name)
-{
-    const mk_schema_t *s = d->model->schema;
-    size_t n = mk_schema_path_count(s);
-    for (size_t i = 0; i < n; i++) {
-        const mk_schema_path_t *p = mk_schema_path_at(s, i);
-        bson_iter_t it;
-        if (mk_schema_path_option(p, "alias", &it) && BSON_ITER_HOLDS_UTF8(&it) &&
-            strcmp(bson_iter_utf8(&it, NULL), name) == 0)
-            return mk_schema_path_name(p);
-    }
-    return NULL;
-}
-
 bool mk_doc_get_raw(mk_doc_t *d, const char *path, bson_value_t *out)
 {
     return path && mk_doc_lookup(d, path, out);
@@ -500,7 +484,7 @@ bool mk_doc_get(mk_doc_t *d, const char *path, bson_value_t *out)
     bool found = get_virtual(d, path, out, &handled);
     if (handled) return found;
     if (!mk_schema_path(d->model->schema, path)) {
-        const char *real = aliased(d, path);
+        const char *real = mk_schema_alias_target(d->model->schema, path);
         if (real) path = real;
     }
     bson_value_t raw;
@@ -847,7 +831,7 @@ int mk_doc_set_value(mk_doc_t *d, const char *path, const bson_value_t *value, m
     const mk_schema_t *owner = NULL;
     const mk_schema_path_t *p = mk_doc_schema_path(d, path, &owner);
     if (!p && !strchr(path, '.')) {
-        const char *real = aliased(d, path);
+        const char *real = mk_schema_alias_target(d->model->schema, path);
         if (real) {
             path = real;
             p = mk_doc_schema_path(d, path, &owner);
